@@ -1,0 +1,63 @@
+"""Evaluate a run's checkpoint, on any mesh:
+
+    python -m bigjax.evaluate --workdir=DIR [--step=N] [--config.KEY=VALUE ...]
+
+Reads `DIR/config.json` (overrides apply on top), restores the newest (or the
+given) checkpoint onto the current devices, and prints the eval metrics as one
+JSON line — the same numbers the run's own final eval printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from bigjax import config_cli
+from bigjax.main import init_distributed, parse_args, setup_logging
+
+
+def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
+    """Metrics of checkpoint `step` (default: the newest) of the run in `workdir`."""
+    from bigjax.checkpoint import Checkpointer
+    from bigjax.evaluators.dataset_eval import DatasetEvaluator
+    from bigjax.train import build_experiment
+    from bigjax.train_state import abstract_state
+
+    exp = build_experiment(config)
+    checkpointer = Checkpointer(workdir, every_steps=0, keep=None, async_save=False)
+    try:
+        step = checkpointer.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"No checkpoint in {checkpointer.directory}.")
+        abstract, _ = abstract_state(exp.init_fn, exp.mesh, exp.rules)
+        state, _ = checkpointer.restore(step, abstract)
+    finally:
+        checkpointer.close()
+    evaluator = DatasetEvaluator(exp.model, exp.task, exp.preprocess, exp.eval_data,
+                                 config.eval_batch_size, exp.mesh, exp.rules)
+    return {"step": step, **evaluator.run(state.params)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    try:
+        args, overrides = parse_args(sys.argv[1:] if argv is None else argv,
+                                     "Evaluate a bigjax checkpoint.", need_config=False)
+        config = config_cli.config_from_json(os.path.join(args.workdir, "config.json"))
+        config_cli.apply_overrides(config, overrides)
+    except config_cli.ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    init_distributed(args)
+    try:
+        metrics = evaluate_checkpoint(config, args.workdir, args.step)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(metrics), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""The task's metrics over every example of a data split, jit-compiled and sharded.
+
+The last batch is padded and masked, so each example counts exactly once.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+from jax.sharding import Mesh
+
+from bigjax import input_pipeline, sharding
+from bigjax.datasets.array_dataset import ArrayDataset
+
+
+class DatasetEvaluator:
+    """`run(params) -> metrics` over `data` in global batches of `batch_size`."""
+
+    def __init__(self, model: nn.Module, task, preprocess, data: ArrayDataset, batch_size: int,
+                 mesh: Mesh, rules):
+        shards = sharding.num_batch_shards(mesh)
+        if batch_size % shards:
+            raise ValueError(f"config.eval_batch_size={batch_size} must be a multiple of the "
+                             f"{shards} devices on the mesh's batch axes.")
+        self.data, self.batch_size, self.mesh = data, batch_size, mesh
+        self.task = task
+
+        def eval_step(params, batch):
+            batch = preprocess(batch, None, train=False)
+            with nn.logical_axis_rules(rules):
+                out, _ = model.apply({"params": params}, batch["inputs"], train=False)
+            return task.eval_sums(out, batch)
+
+        self._eval_step = jax.jit(eval_step)
+
+    def run(self, params) -> dict:
+        """Metrics (task.summarize of the sums over all batches)."""
+        totals = None
+        for batch in input_pipeline.eval_batches(self.data, self.batch_size):
+            sums = self._eval_step(params, sharding.put_batch(batch, self.mesh))
+            totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+        return self.task.summarize(jax.device_get(totals))

@@ -1,0 +1,134 @@
+"""Deterministic, resumable batches for training and padded, masked batches for eval.
+
+The training order is a pure function of (seed, batch index): every epoch is
+a fresh permutation of the examples drawn from (seed, epoch), consecutive
+global batches run through those permutations, and each process gathers only
+its own rows of every global batch; grain reads the batches ahead. Resuming at
+batch `k` therefore replays exactly the batches an uninterrupted run would
+have seen, whatever the number of processes. The checkpoint stores that
+position (`DataPosition`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import grain
+import jax
+import numpy as np
+
+from bigjax.datasets.array_dataset import ArrayDataset
+
+
+@dataclasses.dataclass(frozen=True)
+class DataPosition:
+    """Where the training iterator stands: the index of the next global batch."""
+
+    next_batch: int
+    seed: int
+    global_batch_size: int
+    num_examples: int
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _process_rows(global_size: int) -> slice:
+    """This process's rows of a global batch of `global_size` examples."""
+    count, index = jax.process_count(), jax.process_index()
+    if global_size % count:
+        raise ValueError(
+            f"Batch size {global_size} is not divisible by the {count} processes; choose a "
+            f"multiple of {count}."
+        )
+    per_process = global_size // count
+    return slice(index * per_process, (index + 1) * per_process)
+
+
+class TrainBatches:
+    """Random-access global training batches; `[k]` is this process's part of batch k.
+
+    Each batch is a dict of numpy arrays `[global_batch_size / process_count, ...]`.
+    Batches run across epoch boundaries (an epoch is `steps_per_epoch` batches).
+    """
+
+    def __init__(self, data: ArrayDataset, global_batch_size: int, seed: int):
+        if len(data) < global_batch_size:
+            raise ValueError(
+                f"Data set {data.name!r} has {len(data)} examples, fewer than the batch size "
+                f"{global_batch_size}; lower config.batch_size."
+            )
+        self.data = data
+        self.global_batch_size = global_batch_size
+        self.seed = seed
+        self._rows = _process_rows(global_batch_size)
+        self._epoch_cache: tuple[int, np.ndarray] | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.data) // self.global_batch_size
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        """The example order of `epoch`: a permutation drawn from (seed, epoch)."""
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.data))
+            self._epoch_cache = (epoch, order)
+        return self._epoch_cache[1]
+
+    def global_indices(self, batch_index: int) -> np.ndarray:
+        """Example indices `[global_batch_size]` of global batch `batch_index`."""
+        n = len(self.data)
+        first = batch_index * self.global_batch_size
+        positions = np.arange(first, first + self.global_batch_size)
+        epochs, offsets = np.divmod(positions, n)
+        out = np.empty(self.global_batch_size, np.int64)
+        for epoch in np.unique(epochs):
+            where = epochs == epoch
+            out[where] = self._epoch_order(int(epoch))[offsets[where]]
+        return out
+
+    def __getitem__(self, batch_index: int) -> dict[str, np.ndarray]:
+        return self.data.take(self.global_indices(batch_index)[self._rows])
+
+    def iterate(self, start: int, stop: int, prefetch: int = 2) -> Iterator[dict[str, np.ndarray]]:
+        """Batches `start, ..., stop - 1`, read ahead on a background thread."""
+        ds = grain.MapDataset.range(start, stop).map(self.__getitem__)
+        options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch)
+        return iter(ds.to_iter_dataset(options))
+
+    def position(self, next_batch: int) -> DataPosition:
+        return DataPosition(next_batch, self.seed, self.global_batch_size, len(self.data))
+
+    def check_position(self, saved: dict) -> int:
+        """Validates a checkpoint's saved position against this pipeline; returns the batch."""
+        current = self.position(int(saved["next_batch"])).to_json()
+        changed = {k: (saved[k], current[k]) for k in current if k != "next_batch"
+                   and saved.get(k) != current[k]}
+        if changed:
+            raise ValueError(
+                "The checkpoint was written with a different data order "
+                f"(saved vs now: {changed}); resuming would not replay the same batches. "
+                "Use the original config values or a fresh --workdir."
+            )
+        return int(saved["next_batch"])
+
+
+def eval_batches(data: ArrayDataset, global_batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Every example exactly once, in order, in batches padded to `global_batch_size`.
+
+    Each batch has a `mask: bool [rows]` column, False on padding rows; this
+    process yields its rows of each global batch.
+    """
+    rows = _process_rows(global_batch_size)
+    n = len(data)
+    for start in range(0, n, global_batch_size):
+        indices = np.arange(start, start + global_batch_size)[rows]
+        mask = indices < n
+        batch = data.take(np.where(mask, indices, 0))
+        batch["mask"] = mask
+        yield batch
+
+
+def num_eval_batches(data: ArrayDataset, global_batch_size: int) -> int:
+    return -(-len(data) // global_batch_size)

@@ -1,0 +1,73 @@
+"""Train (and evaluate on its schedule), resuming when the workdir holds checkpoints.
+
+    python -m bigjax.main --config=configs/NAME.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...]
+
+Multi-host: pass --coordinator_address/--num_processes/--process_id (or run on
+a TPU pod, where `jax.distributed.initialize()` finds them itself with
+--distributed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from bigjax import config_cli
+
+
+def parse_args(argv: list[str], description: str, need_config: bool):
+    rest, overrides = config_cli.split_override_args(argv)
+    parser = argparse.ArgumentParser(description=description)
+    if need_config:
+        parser.add_argument("--config", required=True, help="configs/NAME.py[:ARG]")
+    parser.add_argument("--workdir", required=True, help="where the run's files go")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (evaluate)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="call jax.distributed.initialize() (TPU pods, SLURM)")
+    parser.add_argument("--coordinator_address", default=None)
+    parser.add_argument("--num_processes", type=int, default=None)
+    parser.add_argument("--process_id", type=int, default=None)
+    return parser.parse_args(rest), overrides
+
+
+def init_distributed(args) -> None:
+    """Joins the multi-controller runtime when asked; a no-op for one process."""
+    if not (args.distributed or args.coordinator_address):
+        return
+    import jax
+
+    jax.distributed.initialize(coordinator_address=args.coordinator_address,
+                               num_processes=args.num_processes, process_id=args.process_id)
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+    logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    try:
+        args, overrides = parse_args(sys.argv[1:] if argv is None else argv,
+                                     "Train a bigjax model.", need_config=True)
+        config = config_cli.apply_overrides(config_cli.load_config_file(args.config), overrides)
+    except config_cli.ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    init_distributed(args)
+    from bigjax import train
+
+    try:
+        final = train.train_and_evaluate(config, args.workdir)
+    except (ValueError, FileNotFoundError, train.NonFiniteLossError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(final), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Metric writers: `metrics.jsonl` (one JSON object per logged step) and TensorBoard events."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+
+
+class MetricWriter:
+    """Writes scalars for a step to `workdir/metrics.jsonl` and TensorBoard (process 0 only)."""
+
+    def __init__(self, workdir: str):
+        self.enabled = jax.process_index() == 0
+        self._jsonl = None
+        self._tb = None
+        if self.enabled:
+            from tensorboardX import SummaryWriter
+
+            os.makedirs(workdir, exist_ok=True)
+            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30)
+
+    def write(self, step: int, scalars: dict[str, float]) -> None:
+        """`scalars` maps names like "train/loss" to numbers."""
+        if not self.enabled:
+            return
+        row = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
+        self._jsonl.write(json.dumps(row) + "\n")
+        self._jsonl.flush()
+        for name, value in scalars.items():
+            self._tb.add_scalar(name, float(value), int(step), walltime=time.time())
+
+    def close(self) -> None:
+        if self.enabled:
+            self._jsonl.close()
+            self._tb.close()

@@ -1,0 +1,99 @@
+"""The device mesh (`data`, `fsdp`, `tensor` axes), logical-axis rules, batch placement.
+
+Params and activations of the transformer models carry logical axis names
+(`batch`, `embed`, `mlp`, `heads`, `kv`, `vocab`, `length`, `layers`); the
+rules map them to mesh axes. Params with no names are replicated.
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+from jax.experimental import mesh_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp", "tensor")
+BATCH_AXES = ("data", "fsdp")
+
+DEFAULT_RULES = (
+    ("batch", BATCH_AXES),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("vocab", "tensor"),
+    ("kv", None),
+    ("length", None),
+    ("layers", None),
+)
+
+
+def mesh_shape(mesh_config: ml_collections.ConfigDict, num_devices: int) -> tuple[int, ...]:
+    """Axis sizes from the config, one of which may be -1 (fill with the rest)."""
+    sizes = [int(mesh_config.get(axis, 1)) for axis in MESH_AXES]
+    if sizes.count(-1) > 1:
+        raise ValueError(f"config.mesh {dict(mesh_config)}: at most one axis may be -1.")
+    known = math.prod(s for s in sizes if s != -1)
+    if -1 in sizes:
+        if num_devices % known:
+            raise ValueError(f"config.mesh {dict(mesh_config)} does not divide {num_devices} "
+                             "devices.")
+        sizes[sizes.index(-1)] = num_devices // known
+    if math.prod(sizes) != num_devices:
+        raise ValueError(f"config.mesh {dict(mesh_config)} needs {math.prod(sizes)} devices; "
+                         f"{num_devices} are available. Use -1 for one axis to fill.")
+    return tuple(sizes)
+
+
+def make_mesh(mesh_config: ml_collections.ConfigDict, devices=None) -> Mesh:
+    """A `Mesh` over all devices (of all processes) with axes `data, fsdp, tensor`."""
+    devices = jax.devices() if devices is None else devices
+    shape = mesh_shape(mesh_config, len(devices))
+    try:
+        device_array = mesh_utils.create_device_mesh(shape, devices)
+    except (AssertionError, ValueError, NotImplementedError):
+        device_array = np.asarray(devices).reshape(shape)
+    return Mesh(device_array, MESH_AXES)
+
+
+def rules_from_config(config: ml_collections.ConfigDict):
+    """`config.sharding.rules` as a tuple of (logical name, mesh axes) pairs, or the defaults."""
+    rules = config.get("sharding", {}).get("rules") if "sharding" in config else None
+    if not rules:
+        return DEFAULT_RULES
+    return tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in rules)
+
+
+def state_shardings(abstract_boxed_state, mesh: Mesh, rules):
+    """NamedShardings for a state whose params carry logical names (boxed, from eval_shape)."""
+    specs = nn.get_partition_spec(abstract_boxed_state)
+    return nn.logical_to_mesh_sharding(specs, mesh, rules)
+
+
+def batch_sharding(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:
+    """Examples split over `data` x `fsdp`; `leading_axes` unsharded axes come first."""
+    return NamedSharding(mesh, PartitionSpec(*([None] * leading_axes), BATCH_AXES))
+
+
+def num_batch_shards(mesh: Mesh) -> int:
+    return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def put_batch(batch: dict, mesh: Mesh, leading_axes: int = 0) -> dict:
+    """Assembles the global batch on the mesh from each process's local rows."""
+    sharding = batch_sharding(mesh, leading_axes)
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def describe(tree, max_lines: int = 20) -> str:
+    """One line per array: path, shape, and partition spec (for the run log)."""
+    lines = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        spec = getattr(getattr(leaf, "sharding", None), "spec", None)
+        lines.append(f"  {jax.tree_util.keystr(path)} {tuple(leaf.shape)} {spec}")
+    if len(lines) > max_lines:
+        lines = lines[:max_lines] + [f"  ... {len(lines) - max_lines} more"]
+    return "\n".join(lines)

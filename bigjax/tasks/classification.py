@@ -1,0 +1,70 @@
+"""Classification: softmax cross-entropy loss, accuracy, and macro P/R/F1 from a confusion matrix."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+
+class Classification:
+    """The model output is `logits: [batch, num_classes]`; the batch holds `label: [batch]`."""
+
+    def __init__(self, num_classes: int, label_smoothing: float = 0.0):
+        self.num_classes = num_classes
+        self.label_smoothing = label_smoothing
+
+    def loss(self, logits: jnp.ndarray, batch: dict) -> tuple[jnp.ndarray, dict]:
+        """Mean cross-entropy over the batch, and the batch accuracy."""
+        labels = jax.nn.one_hot(batch["label"], self.num_classes)
+        if self.label_smoothing:
+            labels = optax.smooth_labels(labels, self.label_smoothing)
+        loss = optax.softmax_cross_entropy(logits, labels).mean()
+        accuracy = (logits.argmax(-1) == batch["label"]).mean()
+        return loss, {"accuracy": accuracy}
+
+    def eval_sums(self, logits: jnp.ndarray, batch: dict) -> dict:
+        """Sums over the unmasked examples: loss, count, and the confusion matrix.
+
+        `confusion[i, j]` counts examples of true class i predicted as j.
+        """
+        mask = batch["mask"].astype(jnp.float32)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+        true = jax.nn.one_hot(batch["label"], self.num_classes) * mask[:, None]
+        pred = jax.nn.one_hot(logits.argmax(-1), self.num_classes)
+        return {
+            "loss_sum": (losses * mask).sum(),
+            "count": mask.sum(),
+            "confusion": true.T @ pred,
+        }
+
+    def summarize(self, sums: dict) -> dict:
+        """Eval metrics from summed `eval_sums`: loss, accuracy, macro precision/recall/F1."""
+        return classification_metrics(np.asarray(sums["confusion"]),
+                                      float(sums["loss_sum"]) / float(sums["count"]))
+
+
+def classification_metrics(confusion: np.ndarray, loss: float) -> dict:
+    """Metrics from a `[num_classes, num_classes]` confusion matrix (rows: true class).
+
+    Precision, recall and F1 are macro averages; a class that is never
+    predicted (or never present) scores 0 there, as scikit-learn does.
+    """
+    confusion = confusion.astype(np.float64)
+    tp = np.diag(confusion)
+    predicted = confusion.sum(0)
+    actual = confusion.sum(1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {
+        "loss": loss,
+        "accuracy": float(tp.sum() / confusion.sum()),
+        "precision": float(precision.mean()),
+        "recall": float(recall.mean()),
+        "f1": float(f1.mean()),
+        "num_examples": int(round(confusion.sum())),
+        "confusion_matrix": np.rint(confusion).astype(int).tolist(),
+    }

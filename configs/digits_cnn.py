@@ -1,0 +1,41 @@
+"""The embedded default: a small CNN on scikit-learn's 8x8 digits (no download).
+
+    python -m bigjax.main --config=configs/digits_cnn.py --workdir=/tmp/digits
+    ...:runlocal  -> a few steps, for smoke tests
+"""
+
+import ml_collections
+
+
+def get_config(arg=None):
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.data = dict(name="digits", train_split="train", eval_split="test", data_dir=None,
+                       input_shape=(8, 8, 1))
+    config.pp = dict(kind="image", normalize="zero_to_one", translate=0)
+    config.model = dict(name="cnn", num_classes=10, conv_features=(32, 64), kernel_size=3,
+                        padding="SAME", pool_every=2, dense=(128,), dropout_rate=0.1)
+    config.task = "classification"
+    config.label_smoothing = 0.0
+    config.optim = dict(name="adamw", learning_rate=3e-3, schedule="warmup_cosine",
+                        warmup_steps=None, warmup_epochs=1.0, weight_decay=1e-4, l1=0.0, l2=0.0,
+                        grad_clip_norm=None)
+    config.batch_size = 64
+    config.eval_batch_size = 128
+    config.total_steps = None
+    config.total_epochs = 30.0
+    config.steps_per_call = 1
+    config.log_every_steps = 100
+    config.eval_every_steps = None
+    config.eval_every_epochs = 10.0
+    config.checkpoint = dict(every_steps=200, keep=3, async_save=True)
+    config.mesh = dict(data=-1, fsdp=1, tensor=1)
+
+    if arg == "runlocal":
+        config.total_epochs = None
+        config.total_steps = 20
+        config.log_every_steps = 5
+        config.eval_every_epochs = None
+        config.eval_every_steps = 10
+        config.checkpoint.every_steps = 10
+    return config

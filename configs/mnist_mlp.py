@@ -1,0 +1,55 @@
+"""MNIST MLP, the source document's recipe exactly, and a tuned variant.
+
+    python -m bigjax.main --config=configs/mnist_mlp.py --workdir=DIR          # as written
+    python -m bigjax.main --config=configs/mnist_mlp.py:tuned --workdir=DIR    # >= 98.3%
+    ...:runlocal, ...:tuned,runlocal                                           # smoke runs
+
+As written: 784 -> 128 -> 64 -> 10 with ReLU, Adam lr 1e-3, batch 64,
+10 epochs, inputs normalized to [-1, 1] (the document reports 98.3%; its own
+PyTorch code gives 97.2%). Tuned: the same architecture with dropout,
+random 2-pixel shifts, AdamW with warmup + cosine decay, 30 epochs.
+"""
+
+import ml_collections
+
+
+def get_config(arg=None):
+    args = set((arg or "").split(","))
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.data = dict(name="mnist", train_split="train", eval_split="test", data_dir=None,
+                       input_shape=(28, 28, 1))
+    config.pp = dict(kind="image", normalize="minus_one_to_one", translate=0)
+    config.model = dict(name="mlp", num_classes=10, hidden=(128, 64), dropout_rate=0.0)
+    config.task = "classification"
+    config.label_smoothing = 0.0
+    config.optim = dict(name="adam", learning_rate=1e-3, schedule="constant", warmup_steps=None,
+                        warmup_epochs=None, weight_decay=0.0, l1=0.0, l2=0.0,
+                        grad_clip_norm=None)
+    config.batch_size = 64
+    config.eval_batch_size = 1000
+    config.total_steps = None
+    config.total_epochs = 10.0
+    config.steps_per_call = 1
+    config.log_every_steps = 500
+    config.eval_every_steps = None
+    config.eval_every_epochs = 1.0
+    config.checkpoint = dict(every_steps=2000, keep=3, async_save=True)
+    config.mesh = dict(data=-1, fsdp=1, tensor=1)
+
+    if "tuned" in args:
+        config.model.dropout_rate = 0.2
+        config.pp.translate = 2
+        config.optim.update(name="adamw", learning_rate=2e-3, schedule="warmup_cosine",
+                            warmup_epochs=1.0, weight_decay=1e-4)
+        config.total_epochs = 30.0
+    if "runlocal" in args:
+        config.total_epochs = None
+        config.total_steps = 20
+        config.optim.warmup_epochs = None
+        config.optim.warmup_steps = 2 if "tuned" in args else None
+        config.log_every_steps = 5
+        config.eval_every_epochs = None
+        config.eval_every_steps = 10
+        config.checkpoint.every_steps = 10
+    return config
