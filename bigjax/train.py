@@ -215,7 +215,8 @@ class _Preemption:
 def _host_metrics(pending: list) -> tuple[list[int], dict[str, np.ndarray]]:
     """Fetches pending `(first_step, metrics[k])` pairs; returns steps and stacked values."""
     fetched = [jax.tree.map(np.atleast_1d, m) for m in jax.device_get([m for _, m in pending])]
-    steps = [s + i for (s, _), m in zip(pending, fetched) for i in range(len(m["loss"]))]
+    steps = [first + i for (first, _), m in zip(pending, fetched, strict=True)
+             for i in range(len(m["loss"]))]
     return steps, {k: np.concatenate([m[k] for m in fetched]) for k in fetched[0]}
 
 

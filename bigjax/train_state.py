@@ -27,7 +27,10 @@ class TrainState:
 
 
 def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, sample_inputs: jax.Array):
-    """`init(rng) -> TrainState` with boxed (logically named) params; shapes from `sample_inputs`."""
+    """`init(rng) -> TrainState` with boxed (logically named) params.
+
+    Param shapes follow from `sample_inputs: [1, ...]`.
+    """
 
     def init(rng: jax.Array) -> TrainState:
         init_rng, state_rng = jax.random.split(rng)

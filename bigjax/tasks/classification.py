@@ -1,4 +1,4 @@
-"""Classification: softmax cross-entropy loss, accuracy, and macro P/R/F1 from a confusion matrix."""
+"""Classification: cross-entropy loss, accuracy, macro P/R/F1 from a confusion matrix."""
 
 from __future__ import annotations
 
