@@ -137,7 +137,7 @@ def make_train_step(exp: Experiment, steps_per_call: int = 1):
         grads, (loss, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = exp.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads),
+        metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads),
                    "learning_rate": exp.schedule(state.step)}
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 

@@ -19,7 +19,7 @@ def get_config(arg=None):
     config.label_smoothing = 0.0
     config.optim = dict(name="adamw", learning_rate=3e-3, schedule="warmup_cosine",
                         warmup_steps=None, warmup_epochs=1.0, weight_decay=1e-4, l1=0.0, l2=0.0,
-                        grad_clip_norm=None)
+                        grad_clip_norm=None, momentum=0.9)
     config.batch_size = 64
     config.eval_batch_size = 128
     config.total_steps = None
@@ -34,6 +34,8 @@ def get_config(arg=None):
     if arg == "runlocal":
         config.total_epochs = None
         config.total_steps = 20
+        config.optim.warmup_epochs = None
+        config.optim.warmup_steps = 2
         config.log_every_steps = 5
         config.eval_every_epochs = None
         config.eval_every_steps = 10

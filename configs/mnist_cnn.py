@@ -27,7 +27,7 @@ def get_config(arg=None):
     config.label_smoothing = 0.0
     config.optim = dict(name="adam", learning_rate=1e-3, schedule="constant", warmup_steps=None,
                         warmup_epochs=None, weight_decay=0.0, l1=0.0, l2=0.0,
-                        grad_clip_norm=None, eps=1e-7)
+                        grad_clip_norm=None, momentum=0.9, eps=1e-7)
     config.batch_size = 32
     config.eval_batch_size = 1000
     config.total_steps = None

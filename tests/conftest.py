@@ -1,0 +1,77 @@
+"""Shared test helpers: running the CLI as a user would, reading checkpoints, data paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
+
+
+def data_dir() -> str | None:
+    """BIGJAX_DATA_DIR, else ../shared/data beside the repo, else None."""
+    for candidate in (os.environ.get("BIGJAX_DATA_DIR"), SHARED_DATA):
+        if candidate and os.path.isdir(candidate):
+            return candidate
+    return None
+
+
+@pytest.fixture
+def real_data_dir() -> str:
+    """The offline data folder; skips (with the reason) when it is absent."""
+    found = data_dir()
+    if found is None:
+        pytest.skip("offline data folder absent: set BIGJAX_DATA_DIR to a copy of shared/data")
+    return found
+
+
+def cli_env(devices: int = 1, **extra: str) -> dict:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONUNBUFFERED"] = "1"
+    if data_dir():
+        env["BIGJAX_DATA_DIR"] = data_dir()
+    env.update(extra)
+    return env
+
+
+def run_cli(module: str, *args: str, devices: int = 1, timeout: float = 300,
+            check: bool = True) -> subprocess.CompletedProcess:
+    """Runs `python -m bigjax.<module> args...` from the repo root."""
+    proc = subprocess.run([sys.executable, "-m", f"bigjax.{module}", *args], cwd=REPO,
+                          env=cli_env(devices), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"bigjax.{module} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def last_json_line(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+    folder = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(folder):
+        return []
+    return sorted(int(name) for name in os.listdir(folder) if name.isdigit())
+
+
+def read_state(workdir: str, step: int) -> dict:
+    """The saved train state of checkpoint `step` as numpy arrays (any saving mesh)."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    path = os.path.join(workdir, "checkpoints", str(step), "state")
+    checkpointer = ocp.StandardCheckpointer()
+    metadata = checkpointer.metadata(path).item_metadata
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          metadata)
+    return jax.tree.map(np.asarray, checkpointer.restore(path, target))

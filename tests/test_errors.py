@@ -1,0 +1,38 @@
+"""Bad input fails with one clear message (CLI level)."""
+
+import math
+
+import jax
+import numpy as np
+
+from conftest import checkpoint_steps, read_state, run_cli
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    workdir = str(tmp_path / "nan")
+    proc = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}",
+                   "--config.optim.name=sgd", "--config.optim.schedule=constant",
+                   "--config.optim.warmup_steps=0", "--config.optim.learning_rate=1e12",
+                   "--config.checkpoint.every_steps=1", check=False)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    line = [x for x in proc.stderr.splitlines() if x.startswith("error: Loss is")][0]
+    bad_step = int(line.split(" at step ")[1].split(";")[0])
+    steps = checkpoint_steps(workdir)
+    assert steps and max(steps) < bad_step
+    for leaf in jax.tree.leaves(read_state(workdir, max(steps))["params"]):
+        assert np.isfinite(leaf).all()
+    assert not math.isnan(bad_step)
+
+
+def test_batch_not_divisible_by_devices_is_clear(tmp_path):
+    proc = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={tmp_path}",
+                   "--config.batch_size=60", devices=8, check=False)
+    assert proc.returncode == 1 and "must be a multiple of the 8 devices" in proc.stderr
+
+
+def test_missing_data_file_fails_fast(tmp_path):
+    (tmp_path / "data" / "mnist").mkdir(parents=True)
+    proc = run_cli("main", "--config=configs/mnist_mlp.py:runlocal", f"--workdir={tmp_path}/w",
+                   f"--config.data.data_dir={tmp_path}/data", check=False, timeout=60)
+    assert proc.returncode == 1 and "train-images-idx3-ubyte.gz is missing" in proc.stderr

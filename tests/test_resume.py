@@ -1,0 +1,97 @@
+"""Preemption and exact resume: SIGKILL mid-run, SIGTERM, and a changed config."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import REPO, checkpoint_steps, cli_env, last_json_line, read_state, run_cli
+
+# A fast model so that a run lasts long enough to be interrupted but not long.
+ARGS = ["--config=configs/digits_cnn.py:runlocal", "--config.total_steps=240",
+        "--config.checkpoint.every_steps=40", "--config.log_every_steps=40",
+        "--config.eval_every_steps=0", "--config.model.conv_features=(8,)",
+        "--config.model.dropout_rate=0.3", "--config.pp.translate=1"]
+
+
+def _start(workdir):
+    return subprocess.Popen([sys.executable, "-m", "bigjax.main", *ARGS, f"--workdir={workdir}"],
+                            cwd=REPO, env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_checkpoint(proc, workdir, timeout=120):
+    start = time.time()
+    while time.time() - start < timeout:
+        steps = checkpoint_steps(workdir)
+        if steps and steps[-1] < 240:
+            return steps[-1]
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before a checkpoint appeared:\n{proc.stderr.read()[-3000:]}")
+        time.sleep(0.05)
+    pytest.fail("no checkpoint appeared in time")
+
+
+def _assert_same_state(workdir_a, workdir_b, step):
+    a, b = read_state(workdir_a, step), read_state(workdir_b, step)
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(leaves_a) == len(leaves_b)
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_array_equal(x, y)  # bit-identical on CPU
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+    final = last_json_line(run_cli("main", *ARGS, f"--workdir={workdir}").stdout)
+    return workdir, final
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_is_bit_identical(uninterrupted, tmp_path):
+    workdir = str(tmp_path / "killed")
+    proc = _start(workdir)
+    step = _wait_for_checkpoint(proc, workdir)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 0 < step < 240
+    proc = run_cli("main", *ARGS, f"--workdir={workdir}")
+    assert "Resumed from checkpoint" in proc.stderr
+    _assert_same_state(uninterrupted[0], workdir, 240)
+    assert last_json_line(proc.stdout)["confusion_matrix"] == uninterrupted[1]["confusion_matrix"]
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_exits_cleanly_then_resumes(uninterrupted, tmp_path):
+    workdir = str(tmp_path / "preempted")
+    proc = _start(workdir)
+    _wait_for_checkpoint(proc, workdir)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    stopped = last_json_line(out)["preempted_at_step"]
+    assert stopped in checkpoint_steps(workdir) and stopped < 240
+    run_cli("main", *ARGS, f"--workdir={workdir}")
+    _assert_same_state(uninterrupted[0], workdir, 240)
+
+
+def test_changed_config_on_an_existing_run_is_refused(tmp_path):
+    workdir = str(tmp_path / "run")
+    run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}")
+    with open(os.path.join(workdir, "config.json")) as f:
+        saved = f.read()
+    proc = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}",
+                   "--config.optim.learning_rate=0.5", check=False)
+    assert proc.returncode == 1 and "optim.learning_rate" in proc.stderr
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert f.read() == saved  # nothing the user saved is overwritten
+    # Extending a finished run is allowed: it resumes and trains the extra steps.
+    proc = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}",
+                   "--config.total_steps=30")
+    assert last_json_line(proc.stdout)["step"] == 30
+    assert os.path.exists(os.path.join(workdir, "config_history.jsonl"))
