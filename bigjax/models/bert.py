@@ -18,6 +18,7 @@ overrides it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -96,8 +97,11 @@ class _BertFields(nn.Module):
 
     def encoder_fields(self) -> dict[str, Any]:
         """This module's ``_BertFields`` values, to build a ``BertEncoder`` child."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(_BertFields)
-                if f.name not in ("parent", "name")}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(_BertFields)
+            if f.name not in ("parent", "name")
+        }
 
 
 class BertEncoder(_BertFields):
@@ -169,8 +173,11 @@ class MlmHead(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, decode: Any) -> jax.Array:
-        """x: [batch, length, embed]; decode: embed -> vocab map. Returns f32 logits."""
+    def __call__(self, x: jax.Array, decode: Callable[[jax.Array], jax.Array]) -> jax.Array:
+        """x: [batch, length, embed]; decode: [..., embed] -> [..., vocab] (the tied embedding).
+
+        Returns float32 logits [batch, length, vocab].
+        """
         h = nn.Dense(
             x.shape[-1],
             dtype=self.dtype,
@@ -182,8 +189,9 @@ class MlmHead(nn.Module):
         h = layer_norm(
             epsilon=self.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype, name="norm"
         )(gelu(h))
-        bias = self.param("bias", _partitioned_zeros((axes.VOCAB,)), (self.vocab_size,),
-                          self.param_dtype)
+        bias = self.param(
+            "bias", _partitioned_zeros((axes.VOCAB,)), (self.vocab_size,), self.param_dtype
+        )
         logits = decode(h).astype(jnp.float32) + bias.astype(jnp.float32)
         return nn.with_logical_constraint(logits, (axes.BATCH, axes.LENGTH, axes.VOCAB))
 

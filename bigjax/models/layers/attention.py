@@ -68,9 +68,7 @@ class Projection(nn.Module):
         if self.use_bias:
             bias = self.param(
                 "bias",
-                nn.with_logical_partitioning(
-                    nn.initializers.zeros_init(), self.kernel_axes[n_in:]
-                ),
+                nn.with_logical_partitioning(nn.initializers.zeros_init(), self.kernel_axes[n_in:]),
                 self.features,
                 self.param_dtype,
             )

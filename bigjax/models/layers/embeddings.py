@@ -56,9 +56,7 @@ class TextEmbeddings(nn.Module):
         self.word_embeddings = table(self.vocab_size, axes.VOCAB, "word_embeddings")
         self.position_embeddings = table(self.max_len, None, "position_embeddings")
         if self.type_vocab_size:
-            self.token_type_embeddings = table(
-                self.type_vocab_size, None, "token_type_embeddings"
-            )
+            self.token_type_embeddings = table(self.type_vocab_size, None, "token_type_embeddings")
         if self.use_layer_norm:
             self.norm = layer_norm(
                 epsilon=self.layer_norm_eps,

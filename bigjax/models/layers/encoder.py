@@ -111,9 +111,7 @@ class TransformerBlock(nn.Module):
                 raise ValueError("cross_attention=True needs a context.")
             x = sublayer(
                 x,
-                lambda h: attention("cross_attention")(
-                    h, context, mask=context_mask, train=train
-                ),
+                lambda h: attention("cross_attention")(h, context, mask=context_mask, train=train),
                 "cross_attention",
             )
         mlp = MlpBlock(self.mlp_dim, dtype=self.dtype, param_dtype=self.param_dtype, name="mlp")
