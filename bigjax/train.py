@@ -24,6 +24,7 @@ from bigjax import (
     config_cli,
     datasets,
     durations,
+    init_from,
     input_pipeline,
     models,
     optim,
@@ -32,6 +33,7 @@ from bigjax import (
     tasks,
 )
 from bigjax.checkpoint import Checkpointer
+from bigjax.datasets import tokenized
 from bigjax.datasets.array_dataset import ArrayDataset
 from bigjax.evaluators.dataset_eval import DatasetEvaluator
 from bigjax.metric_writers import MetricWriter
@@ -77,13 +79,13 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     if config.batch_size % shards:
         raise ValueError(f"config.batch_size={config.batch_size} must be a multiple of the "
                          f"{shards} devices on the mesh's batch axes (data x fsdp).")
-    data_dir = config.data.get("data_dir")
-    train_data = datasets.load(config.data.name, config.data.train_split, data_dir)
-    eval_data = datasets.load(config.data.name, config.data.eval_split, data_dir)
-    for data in (train_data, eval_data):
-        if data.num_classes is not None and data.num_classes != config.model.num_classes:
-            raise ValueError(f"config.model.num_classes={config.model.num_classes} but data set "
-                             f"{data.name!r} has {data.num_classes} classes.")
+    train_data = load_data(config, "train")
+    eval_data = load_data(config, "eval")
+    if config.task == "classification":
+        for data in (train_data, eval_data):
+            if data.num_classes is not None and data.num_classes != config.model.num_classes:
+                raise ValueError(f"config.model.num_classes={config.model.num_classes} but "
+                                 f"data set {data.name!r} has {data.num_classes} classes.")
     train_batches = input_pipeline.TrainBatches(train_data, config.batch_size, config.seed)
     steps_per_epoch = train_batches.steps_per_epoch
     total_steps = durations.resolve_steps(config, "total", steps_per_epoch)
@@ -94,12 +96,32 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     optim_config.warmup_steps, optim_config.warmup_epochs = warmup, None
     tx, schedule = optim.make_optimizer(optim_config, total_steps)
     model = models.build(config.model)
-    preprocess = pp.make(config.pp)
+    preprocess = pp.make(config.pp, _tokenizer(config))
     sample = preprocess(jax.tree.map(lambda v: v[:1], train_batches[0]), None, train=False)
     _check_inputs(config, sample["inputs"])
     return Experiment(config, mesh, rules, train_data, eval_data, model, tasks.get(config),
                       preprocess, train_batches, total_steps, tx, schedule,
                       make_init_fn(model, tx, sample["inputs"]))
+
+
+def load_data(config: ml_collections.ConfigDict, which: str) -> ArrayDataset:
+    """The "train" or "eval" split named by the config: loaded, optionally subsampled to
+    `config.data.<which>_examples` (a fixed random subset), and tokenized when
+    `config.data.tokenizer` is set."""
+    data = datasets.load(config.data.name, config.data[f"{which}_split"],
+                         config.data.get("data_dir"))
+    limit = config.data.get(f"{which}_examples")
+    if limit and limit < len(data):
+        keep = np.sort(np.random.default_rng(0).permutation(len(data))[:limit])
+        data = data.subset(keep)
+    if config.data.get("tokenizer"):
+        data = tokenized.tokenize(data, config.data.tokenizer)
+    return data
+
+
+def _tokenizer(config):
+    return tokenized.make_tokenizer(config.data.tokenizer) if config.data.get("tokenizer") \
+        else None
 
 
 def _check_inputs(config, inputs) -> None:
@@ -186,7 +208,18 @@ def restore_or_init(exp: Experiment, checkpointer: Checkpointer) -> tuple[TrainS
     abstract, shardings = abstract_state(exp.init_fn, exp.mesh, exp.rules)
     step = checkpointer.latest_step()
     if step is None:
-        return init_state(exp.init_fn, exp.config.seed, shardings), 0
+        state = init_state(exp.init_fn, exp.config.seed, shardings)
+        source = exp.config.get("init_from")
+        if source:
+            scan = bool(exp.config.model.get("scan_layers", False))
+            params, report = init_from.merge_params(
+                state.params, init_from.read_source_params(source, scan))
+            init_from.log_report(source, report)
+            if not report["loaded"]:
+                raise ValueError(f"config.init_from={source!r} matched no params of the model; "
+                                 "check that it holds the same architecture.")
+            state = state.replace(params=params, opt_state=exp.tx.init(params))
+        return state, 0
     state, data_position = checkpointer.restore(step, abstract)
     next_batch = exp.train_batches.check_position(data_position)
     log.info("Resumed from checkpoint %d (next batch %d).", step, next_batch)

@@ -4,6 +4,7 @@ import os
 import pytest
 
 from bigjax import config_cli
+
 from conftest import REPO
 
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))

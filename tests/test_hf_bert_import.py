@@ -8,8 +8,9 @@ import jax
 import numpy as np
 import pytest
 
+from bigjax.init_from import merge_params
 from bigjax.models.bert import BertEncoder, BertForMaskedLM, BertForSequenceClassification
-from bigjax.models.hf_bert_import import load_hf_bert, merge_pretrained, minilm_folder
+from bigjax.models.hf_bert_import import load_hf_bert, minilm_folder
 from bigjax.models.layers.encoder import stack_layer_params
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -101,8 +102,9 @@ def test_tiny_pooler_and_unscanned_layout(tmp_path):
 
     model = BertForSequenceClassification(num_classes=3, **kwargs)
     ids = np.array([[2, 5, 6, 7, 3, 0]], np.int32)
-    init = jax.tree.map(np.asarray, _unboxed_init(model, ids))
-    merged = merge_pretrained(init, params)
+    init = _unboxed_init(model, ids)
+    merged, report = merge_params(init, params)
+    assert report["new"] == ["classifier/bias", "classifier/kernel"] and not report["unused"]
     np.testing.assert_array_equal(merged["classifier"]["kernel"], init["classifier"]["kernel"])
     np.testing.assert_array_equal(merged["pooler"]["kernel"], params["pooler"]["kernel"])
     _, aux = model.apply({"params": merged}, ids, train=False)
@@ -113,8 +115,10 @@ def test_tiny_pooler_and_unscanned_layout(tmp_path):
         ).pooler_output.numpy()
     np.testing.assert_allclose(aux["pooled"], ref, atol=1e-5)
 
-    with pytest.raises(ValueError, match="Shape mismatch"):
-        merge_pretrained(init, {"pooler": {"kernel": np.zeros((2, 2))}})
+    # A head whose shape differs is re-initialised, and the report says so.
+    _, report = merge_params(init, {"pooler": {"kernel": np.zeros((2, 2))}})
+    assert not report["loaded"]
+    assert any(n.startswith("pooler/kernel (shape (2, 2)") for n in report["new"])
 
 
 def _unboxed_init(model, ids):

@@ -1,6 +1,8 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import pytest
 
 from bigjax import models
@@ -48,3 +50,15 @@ def test_unknown_model_and_bad_field_are_clear():
         models.build(ml_collections.ConfigDict(dict(name="nope")))
     with pytest.raises(ValueError, match="does not fit model 'mlp'"):
         models.build(ml_collections.ConfigDict(dict(name="mlp", num_classes=3, depth=4)))
+
+
+@pytest.mark.parametrize("size,shape", [(2, (2, 26, 26, 3)), (2, (1, 7, 9, 2)), (3, (2, 9, 9, 1))])
+def test_block_max_pool_equals_flax_max_pool(size, shape):
+    from bigjax.models.cnn import max_pool_blocks
+
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    expected = nn.max_pool(x, (size, size), strides=(size, size))
+    np.testing.assert_array_equal(max_pool_blocks(x, size), expected)
+    grad = jax.grad(lambda v: max_pool_blocks(v, size).sum())(x)
+    expected_grad = jax.grad(lambda v: nn.max_pool(v, (size, size), strides=(size, size)).sum())(x)
+    np.testing.assert_array_equal(grad, expected_grad)  # no ties in random normals

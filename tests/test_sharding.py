@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bigjax import sharding
+
 from conftest import last_json_line, read_state, run_cli
 
 

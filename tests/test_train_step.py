@@ -8,6 +8,7 @@ import pytest
 
 from bigjax import config_cli, sharding, train
 from bigjax.train_state import abstract_state, init_state
+
 from conftest import REPO
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bigjax.datasets import digits, mnist
+from bigjax.datasets import digits, mnist, text_files
 from bigjax.datasets.array_dataset import ArrayDataset
 
 _LOADERS: dict[str, Callable[..., ArrayDataset]] = {
     "digits": lambda split, data_dir: digits.load(split),
     "mnist": mnist.load,
+    "imdb_reviews": text_files.load_imdb,
+    "glue/sst2": text_files.load_sst2,
+    "ag_news_subset": text_files.load_ag_news,
 }
 
 

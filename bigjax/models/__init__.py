@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from bigjax.models.bert import BertForMaskedLM, BertForSequenceClassification
 from bigjax.models.cnn import CNN
 from bigjax.models.mlp import MLP
 
@@ -19,7 +20,8 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.floa
 
 
 def _constructors() -> dict[str, Callable[..., nn.Module]]:
-    return {"mlp": MLP, "cnn": CNN}
+    return {"mlp": MLP, "cnn": CNN, "bert_classifier": BertForSequenceClassification,
+            "bert_mlm": BertForMaskedLM}
 
 
 def build(model_config: ml_collections.ConfigDict) -> nn.Module:
@@ -29,8 +31,12 @@ def build(model_config: ml_collections.ConfigDict) -> nn.Module:
     constructors = _constructors()
     if name not in constructors:
         raise ValueError(f"Unknown model {name!r}; known: {sorted(constructors)}.")
-    if "dtype" in kwargs:
-        kwargs["dtype"] = _DTYPES[kwargs["dtype"]]
+    for key in ("dtype", "param_dtype"):
+        if key in kwargs:
+            if kwargs[key] not in _DTYPES:
+                raise ValueError(f"config.model.{key}={kwargs[key]!r}; choose from "
+                                 f"{sorted(_DTYPES)}.")
+            kwargs[key] = _DTYPES[kwargs[key]]
     for key, value in kwargs.items():
         if isinstance(value, list):
             kwargs[key] = tuple(value)

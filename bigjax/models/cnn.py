@@ -8,6 +8,21 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 
+def max_pool_blocks(x: jnp.ndarray, size: int) -> jnp.ndarray:
+    """Max over non-overlapping `size x size` blocks (window = stride, VALID: a remainder
+    row/column is dropped), as `nn.max_pool(x, (size, size), strides=(size, size))`.
+
+    `x: [batch, height, width, channels]` -> `[batch, height // size, width // size,
+    channels]`. Written as reshape + max because XLA:CPU's gradient of
+    `reduce_window` (select-and-scatter) is slow: this doubles the MNIST CNN's
+    train steps/s on CPU.
+    """
+    b, h, w, c = x.shape
+    h, w = h // size * size, w // size * size
+    x = x[:, :h, :w, :].reshape(b, h // size, size, w // size, size, c)
+    return x.max(axis=(2, 4))
+
+
 class CNN(nn.Module):
     """[Conv k x k -> ReLU -> (MaxPool)] per stage -> Flatten -> Dense/ReLU/Dropout -> Dense.
 
@@ -39,8 +54,7 @@ class CNN(nn.Module):
                         name=f"conv_{i}")(x)
             x = nn.relu(x)
             if (i + 1) % self.pool_every == 0:
-                p = self.pool_size
-                x = nn.max_pool(x, (p, p), strides=(p, p))
+                x = max_pool_blocks(x, self.pool_size)
         x = x.reshape((x.shape[0], -1))
         for i, width in enumerate(self.dense):
             x = nn.relu(nn.Dense(width, dtype=self.dtype, name=f"dense_{i}")(x))

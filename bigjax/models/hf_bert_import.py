@@ -8,7 +8,7 @@ the tree of ``bigjax.models.bert``::
      "mlm_head": {"dense", "norm", "bias"}}          # if the file has cls.predictions.*
 
 so ``{"params": params["bert"]}`` drives ``BertEncoder``, and
-``merge_pretrained(init_params, params)`` fills a head model's fresh params.
+``bigjax.init_from.merge_params`` fills a head model's fresh params with them.
 """
 
 from __future__ import annotations
@@ -189,27 +189,3 @@ def load_hf_bert(folder: str, *, scan_layers: bool = False) -> tuple[dict[str, A
     tensors = load_file(_require(folder, "model.safetensors"))
     params = convert_hf_bert(tensors, hf_config, scan_layers=scan_layers)
     return hf_config_to_kwargs(hf_config), params
-
-
-def merge_pretrained(target: Any, pretrained: Any, path: str = "") -> Any:
-    """Overwrites the leaves of ``target`` that ``pretrained`` also has (same shapes).
-
-    Subtrees of ``target`` missing from ``pretrained`` (e.g. a new classifier)
-    keep their values; extra subtrees of ``pretrained`` are ignored. Leaves of
-    ``target`` may be boxed (``nn.Partitioned``): the box is kept.
-    """
-    if not isinstance(target, dict):
-        value = target.unbox() if hasattr(target, "unbox") else target
-        if tuple(value.shape) != tuple(np.shape(pretrained)):
-            raise ValueError(
-                f"Shape mismatch at {path!r}: model {value.shape}, pretrained "
-                f"{np.shape(pretrained)}."
-            )
-        new = np.asarray(pretrained).astype(value.dtype)
-        return target.replace_boxed(new) if hasattr(target, "replace_boxed") else new
-    if not isinstance(pretrained, dict):
-        raise ValueError(f"Pretrained leaf where the model has a subtree at {path!r}.")
-    return {
-        k: merge_pretrained(v, pretrained[k], f"{path}/{k}") if k in pretrained else v
-        for k, v in target.items()
-    }

