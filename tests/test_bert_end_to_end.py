@@ -1,0 +1,39 @@
+"""BERT configs' `runlocal` variants through the CLI, and MLM pretraining -> fine-tuning."""
+
+import json
+import os
+
+import pytest
+
+from conftest import last_json_line, run_cli
+
+RUNS = ["imdb_bert.py:runlocal", "imdb_bert.py:tiny,runlocal", "sst2_bert.py:runlocal",
+        "agnews_bert.py:runlocal"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", RUNS)
+def test_classification_runlocal(config, tmp_path, real_data_dir, minilm):
+    proc = run_cli("main", f"--config=configs/{config}", f"--workdir={tmp_path}")
+    final = last_json_line(proc.stdout)
+    assert final["num_examples"] == 96 and {"precision", "recall", "f1"} <= set(final)
+    if "tiny" not in config:
+        line = next(x for x in proc.stderr.splitlines() if "init_from minilm: loaded" in x)
+        assert "loaded 103 params" in line and "classifier/kernel" in line
+
+
+@pytest.mark.slow
+def test_mlm_pretraining_then_fine_tuning_from_its_checkpoint(tmp_path, real_data_dir, minilm):
+    pretrain = str(tmp_path / "mlm")
+    final = last_json_line(run_cli("main", "--config=configs/mlm_bert.py:runlocal",
+                                   f"--workdir={pretrain}").stdout)
+    assert final["num_tokens"] > 0 and final["perplexity"] > 1
+    with open(os.path.join(pretrain, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    assert any("eval/perplexity" in r for r in rows)
+    proc = run_cli("main", "--config=configs/imdb_bert.py:tiny,runlocal",
+                   f"--workdir={tmp_path / 'fine'}", f"--config.init_from={pretrain}")
+    line = next(x for x in proc.stderr.splitlines() if f"init_from {pretrain}: loaded" in x)
+    assert "pooler/kernel" in line and "classifier/kernel" in line  # the new head
+    assert "mlm_head" in line  # the pretraining head is reported unused
+    assert last_json_line(proc.stdout)["num_examples"] == 96
