@@ -38,6 +38,9 @@ def init_distributed(args) -> None:
         return
     import jax
 
+    if jax.config.jax_platforms in (None, "", "cpu") and args.coordinator_address:
+        # CPU processes need a collectives backend to form one mesh (tests, laptops).
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=args.coordinator_address,
                                num_processes=args.num_processes, process_id=args.process_id)
 
