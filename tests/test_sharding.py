@@ -40,3 +40,7 @@ def test_one_and_eight_devices_train_the_same(tmp_path):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
     assert one["loss"] == pytest.approx(eight["loss"], rel=1e-4)
     assert one["confusion_matrix"] == eight["confusion_matrix"]
+    # A checkpoint written on 1 device evaluates on an 8-device mesh to the same numbers.
+    moved = last_json_line(run_cli("evaluate", f"--workdir={tmp_path / 'one'}", devices=8).stdout)
+    assert moved["confusion_matrix"] == one["confusion_matrix"]
+    assert moved["loss"] == pytest.approx(one["loss"], rel=1e-5)
