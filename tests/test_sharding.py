@@ -44,3 +44,19 @@ def test_one_and_eight_devices_train_the_same(tmp_path):
     moved = last_json_line(run_cli("evaluate", f"--workdir={tmp_path / 'one'}", devices=8).stdout)
     assert moved["confusion_matrix"] == one["confusion_matrix"]
     assert moved["loss"] == pytest.approx(one["loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_bert_trains_the_same_with_data_fsdp_and_tensor_parallelism(tmp_path, real_data_dir,
+                                                                    minilm):
+    args = ["--config=configs/mlm_bert.py:runlocal", "--config.checkpoint.every_steps=0"]
+    one = last_json_line(run_cli("main", *args, f"--workdir={tmp_path / 'one'}").stdout)
+    proc = run_cli("main", *args, f"--workdir={tmp_path / 'mesh'}", "--config.mesh.data=2",
+                   "--config.mesh.fsdp=2", "--config.mesh.tensor=2", devices=8)
+    # Params are born sharded by their logical axis names.
+    assert "['bert']['embeddings']['word_embeddings']['embedding'] (30522, 128) " \
+           "P('tensor', 'fsdp')" in proc.stderr
+    assert "'data': 2, 'fsdp': 2, 'tensor': 2" in proc.stderr
+    mesh = last_json_line(proc.stdout)
+    assert mesh["loss"] == pytest.approx(one["loss"], rel=1e-3)
+    assert mesh["num_tokens"] == one["num_tokens"]
