@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
 class Checkpointer:
-    """Saves `(state, data_position)` every `every_steps` steps and on demand."""
+    """Saves `(state, data_position)` when asked; lists and restores complete checkpoints."""
 
-    def __init__(self, workdir: str, every_steps: int, keep: int = 3, async_save: bool = True):
+    def __init__(self, workdir: str, keep: int | None = 3, async_save: bool = True):
         self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-        self.every_steps = every_steps
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=async_save
         )
@@ -32,10 +32,6 @@ class Checkpointer:
 
     def all_steps(self) -> list[int]:
         return list(self._manager.all_steps())
-
-    def due(self, step: int, steps_just_taken: int = 1) -> bool:
-        """Whether an interval boundary fell within the last `steps_just_taken` steps."""
-        return bool(self.every_steps) and step % self.every_steps < steps_just_taken
 
     def save(self, step: int, state, data_position: dict) -> None:
         """Starts writing checkpoint `step` (returns before the files are done)."""
@@ -54,7 +50,7 @@ class Checkpointer:
 
         Returns `(state, data_position)`; the state may come from another mesh.
         """
-        if step not in self._manager.all_steps():
+        if step not in self._manager.all_steps():  # a clearer message than Orbax's
             raise FileNotFoundError(
                 f"No complete checkpoint for step {step} in {self.directory}; "
                 f"available: {self.all_steps()}."
@@ -76,8 +72,27 @@ class Checkpointer:
         self._manager.close()
 
 
-def abstract_like(state) -> object:
-    """ShapeDtypeStructs (with shardings) describing `state`, as restore targets."""
-    return jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
-    )
+def read_params_to_host(workdir: str) -> dict:
+    """The params of the newest complete checkpoint of `workdir`, as numpy arrays.
+
+    Reads whatever mesh wrote it (onto this process's first local device).
+    """
+    checkpointer = Checkpointer(workdir, keep=None, async_save=False)
+    try:
+        step = checkpointer.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"No complete checkpoint in {checkpointer.directory}.")
+        return read_state_to_host(workdir, step)["params"]
+    finally:
+        checkpointer.close()
+
+
+def read_state_to_host(workdir: str, step: int) -> dict:
+    """The saved train state of checkpoint `step` as numpy arrays, on any number of devices."""
+    path = os.path.join(os.path.abspath(workdir), "checkpoints", str(step), "state")
+    reader = ocp.StandardCheckpointer()
+    metadata = reader.metadata(path).item_metadata
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          metadata)
+    return jax.tree.map(np.asarray, reader.restore(path, target))

@@ -23,3 +23,9 @@ def resolve_steps(config: ml_collections.ConfigDict, name: str, steps_per_epoch:
     if epochs is not None:
         return int(math.ceil(epochs * steps_per_epoch))
     return default
+
+
+def crossed(step: int, every: int | None, steps_just_taken: int = 1) -> bool:
+    """Whether a multiple of `every` fell within the last `steps_just_taken` steps (ending at
+    `step`). `every` None or 0 means never."""
+    return bool(every) and step % every < steps_just_taken

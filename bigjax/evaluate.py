@@ -25,7 +25,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
     from bigjax.train_state import abstract_state
 
     exp = build_experiment(config)
-    checkpointer = Checkpointer(workdir, every_steps=0, keep=None, async_save=False)
+    checkpointer = Checkpointer(workdir, keep=None, async_save=False)
     try:
         step = checkpointer.latest_step() if step is None else step
         if step is None:

@@ -12,7 +12,8 @@ import os
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
+
+from bigjax import checkpoint
 
 log = logging.getLogger("bigjax")
 
@@ -29,29 +30,15 @@ def read_source_params(source: str, scan_layers: bool = False) -> dict:
 
     if source == "minilm":
         source = hf_bert_import.minilm_folder()
-    checkpoints = os.path.join(source, "checkpoints")
-    if os.path.isdir(checkpoints):
-        return _params_from_workdir(checkpoints)
+    if os.path.isdir(os.path.join(source, "checkpoints")):
+        log.info("init_from: reading the params of %s's newest checkpoint", source)
+        return checkpoint.read_params_to_host(source)
     if os.path.isfile(os.path.join(source, "config.json")) and os.path.isfile(
             os.path.join(source, "model.safetensors")):
         return hf_bert_import.load_hf_bert(source, scan_layers=scan_layers)[1]
     raise FileNotFoundError(
         f"config.init_from={source!r} is neither a bigjax workdir (with checkpoints/) nor a "
         "Hugging Face folder (config.json + model.safetensors).")
-
-
-def _params_from_workdir(checkpoints: str) -> dict:
-    steps = sorted(int(d) for d in os.listdir(checkpoints) if d.isdigit())
-    if not steps:
-        raise FileNotFoundError(f"No complete checkpoint in {checkpoints}.")
-    path = os.path.join(checkpoints, str(steps[-1]), "state")
-    checkpointer = ocp.StandardCheckpointer()
-    metadata = checkpointer.metadata(path).item_metadata
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                          metadata)
-    log.info("init_from: reading params of %s", path)
-    return jax.tree.map(np.asarray, checkpointer.restore(path, target)["params"])
 
 
 def merge_params(fresh, source: dict):

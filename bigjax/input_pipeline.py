@@ -1,9 +1,9 @@
 """Deterministic, resumable batches for training and padded, masked batches for eval.
 
 The training order is a pure function of (seed, batch index): every epoch is
-a fresh permutation of the examples drawn from (seed, epoch), consecutive
-global batches run through those permutations, and each process gathers only
-its own rows of every global batch; grain reads the batches ahead. Resuming at
+a fresh permutation of the examples drawn from (seed, epoch), cut into
+`steps_per_epoch` global batches, and each process gathers only its own rows
+of every global batch; grain reads the batches ahead. Resuming at
 batch `k` therefore replays exactly the batches an uninterrupted run would
 have seen, whatever the number of processes. The checkpoint stores that
 position (`DataPosition`).
@@ -77,17 +77,15 @@ class TrainBatches:
         return self._epoch_cache[1]
 
     def global_indices(self, batch_index: int) -> np.ndarray:
-        """Example indices `[global_batch_size]` of global batch `batch_index`."""
-        n = len(self.data)
-        first = batch_index * self.global_batch_size
-        positions = np.arange(first, first + self.global_batch_size)
-        epochs, offsets = np.divmod(positions, n)
-        out = np.empty(self.global_batch_size, np.int64)
-        for epoch in np.unique(epochs):
-            where = epochs == epoch
-            out[where] = self._epoch_order(int(epoch))[offsets[where]]
-        return out
+        """Example indices `[global_batch_size]` of global batch `batch_index`.
 
+        An epoch is `steps_per_epoch` batches of its own permutation; the last
+        `n % global_batch_size` examples of each permutation are left out, so no
+        batch holds an example twice.
+        """
+        epoch, k = divmod(batch_index, self.steps_per_epoch)
+        size = self.global_batch_size
+        return self._epoch_order(epoch)[k * size:(k + 1) * size]
     def __getitem__(self, batch_index: int) -> dict[str, np.ndarray]:
         return self.data.take(self.global_indices(batch_index)[self._rows])
 

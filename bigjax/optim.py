@@ -1,8 +1,9 @@
 """Optimizers and learning-rate schedules from `config.optim`; L1/L2 penalties.
 
-Weight decay is decoupled (AdamW-style, `optax.add_decayed_weights`) and skips
-biases and norm scales (params with fewer than 2 dims). L1/L2 penalties are
-added to the loss by `regularization_penalty`.
+Weight decay skips biases and norm scales (params with fewer than 2 dims). For
+adam/adamw it is decoupled (AdamW); for sgd it is added to the gradient before
+momentum (the classic form: with momentum m its effect is about 1/(1-m) times
+larger). L1/L2 penalties are added to the loss by `regularization_penalty`.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.S
     if warmup >= total_steps:
         raise ValueError(f"warmup_steps={warmup} must be below the {total_steps} total steps.")
     if name == "warmup_cosine":
-        return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1) if warmup else 0,
-                                                  total_steps, final)
+        return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, total_steps, final)
     if name == "warmup_linear":
         return optax.join_schedules(
             [optax.linear_schedule(0.0, lr, warmup),

@@ -171,11 +171,12 @@ def make_train_step(exp: Experiment, steps_per_call: int = 1):
 
 
 # ------------------------------------------------------------------------- workdir
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Writes `workdir/config.json`; refuses a changed config for an existing run."""
+def write_config(config: ml_collections.ConfigDict, workdir: str, resuming: bool) -> None:
+    """Writes `workdir/config.json`. When `resuming` (the workdir has a checkpoint), a config
+    that differs from the saved one in more than RESUMABLE_CHANGES is refused."""
     path = os.path.join(workdir, "config.json")
     new = json.loads(config_cli.to_json(config))
-    if os.path.exists(path):
+    if resuming and os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
         changed = sorted(_diff(old, new))
@@ -185,14 +186,20 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
                 f"{workdir} holds a run with a different config ({', '.join(refused)} differ); "
                 "resuming would mix two experiments. Use a new --workdir, or the original "
                 f"values. Only {', '.join(RESUMABLE_CHANGES)} may change on resume.")
-        if changed:
+        if any(k in ("total_steps", "total_epochs") for k in changed) and \
+                config.optim.get("schedule", "constant") != "constant":
+            log.warning("The run's length changed: the %s learning-rate schedule is stretched to "
+                        "the new length from here on.", config.optim.schedule)
+        if changed and jax.process_index() == 0:
             with open(os.path.join(workdir, "config_history.jsonl"), "a") as f:
                 f.write(json.dumps(old) + "\n")
             log.info("Resuming with changed %s (previous config kept in config_history.jsonl).",
                      ", ".join(changed))
     if jax.process_index() == 0:
-        with open(path, "w") as f:
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
             f.write(config_cli.to_json(config))
+        os.replace(tmp, path)  # readers never see a half-written file
 
 
 def _diff(old, new, prefix=""):
@@ -219,7 +226,8 @@ def restore_or_init(exp: Experiment, checkpointer: Checkpointer) -> tuple[TrainS
             if not report["loaded"]:
                 raise ValueError(f"config.init_from={source!r} matched no params of the model; "
                                  "check that it holds the same architecture.")
-            state = state.replace(params=params, opt_state=exp.tx.init(params))
+            opt_state = jax.jit(exp.tx.init, out_shardings=shardings.opt_state)(params)
+            state = state.replace(params=params, opt_state=opt_state)
         return state, 0
     state, data_position = checkpointer.restore(step, abstract)
     next_batch = exp.train_batches.check_position(data_position)
@@ -241,6 +249,17 @@ class _Preemption:
         log.warning("SIGTERM received: saving a checkpoint and stopping.")
         self.requested = True
 
+    def agreed(self) -> bool:
+        """Whether any process was asked to stop: all processes must leave the loop at the
+        same step, since saving is collective. (A cross-process reduction when there are
+        several processes; call it at the same steps on all of them.)"""
+        if jax.process_count() == 1:
+            return self.requested
+        from jax.experimental import multihost_utils
+
+        flags = multihost_utils.process_allgather(np.asarray(self.requested, np.int32))
+        return bool(np.asarray(flags).any())
+
     def close(self):
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
@@ -259,13 +278,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     final eval metrics."""
     os.makedirs(workdir, exist_ok=True)
     exp = build_experiment(config)
-    write_config(config, workdir)
     spe = exp.train_batches.steps_per_epoch
     log_every = durations.resolve_steps(config, "log_every", spe, 100)
     eval_every = durations.resolve_steps(config, "eval_every", spe)
+    ckpt_every = config.checkpoint.every_steps
     per_call = int(config.get("steps_per_call", 1))
-    checkpointer = Checkpointer(workdir, config.checkpoint.every_steps, config.checkpoint.keep,
+    if log_every <= 0:
+        raise ValueError(f"config.log_every_steps must be positive, got {log_every}.")
+    if per_call <= 0 or exp.total_steps % per_call:
+        raise ValueError(f"config.steps_per_call={per_call} must be positive and divide the "
+                         f"{exp.total_steps} total steps.")
+    checkpointer = Checkpointer(workdir, config.checkpoint.keep,
                                 config.checkpoint.get("async_save", True))
+    write_config(config, workdir, resuming=checkpointer.latest_step() is not None)
     state, step = restore_or_init(exp, checkpointer)
     log.info("Mesh %s; %d steps (%d per epoch); params:\n%s", dict(exp.mesh.shape),
              exp.total_steps, spe, sharding.describe(state.params))
@@ -273,9 +298,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                  config.eval_batch_size, exp.mesh, exp.rules)
     writer = MetricWriter(workdir)
     train_step = make_train_step(exp, per_call)
-    if exp.total_steps % per_call:
-        raise ValueError(f"config.steps_per_call={per_call} must divide the {exp.total_steps} "
-                         "total steps.")
     progress = Progress(exp.total_steps, config.batch_size, step)
     preemption = _Preemption()
     batches = exp.train_batches.iterate(step, exp.total_steps)
@@ -284,10 +306,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     def check_and_log(step: int, write: bool) -> None:
         steps, values = _host_metrics(pending)
         pending.clear()
-        bad = np.flatnonzero(~np.isfinite(values["loss"]))
+        # A finite loss with a non-finite gradient still corrupts the params: check both.
+        bad = np.flatnonzero(~np.isfinite(values["loss"]) | ~np.isfinite(values["grad_norm"]))
         if bad.size:
             raise NonFiniteLossError(
-                f"Loss is {values['loss'][bad[0]]} at step {steps[bad[0]] + 1}; stopping. The "
+                f"Loss is {values['loss'][bad[0]]} (gradient norm "
+                f"{values['grad_norm'][bad[0]]}) at step {steps[bad[0]] + 1}; stopping. The "
                 f"newest good checkpoint is {checkpointer.latest_step()}. Lower the learning "
                 "rate or enable config.optim.grad_clip_norm.")
         if write:
@@ -299,7 +323,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             log.info(progress.line(step, float(values["loss"].mean()), rates))
 
     try:
-        while step < exp.total_steps and not preemption.requested:
+        stop = False
+        while step < exp.total_steps and not stop:
             k = per_call
             if k == 1:
                 batch = sharding.put_batch(next(batches), exp.mesh)
@@ -310,11 +335,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             state, metrics = train_step(state, batch)
             pending.append((step, metrics))
             step += k
-            due_log = step % log_every < k or step == exp.total_steps
-            due_eval = bool(eval_every) and step % eval_every < k and step < exp.total_steps
-            due_ckpt = checkpointer.due(step, k)
+            due_log = durations.crossed(step, log_every, k) or step == exp.total_steps
+            due_eval = durations.crossed(step, eval_every, k) and step < exp.total_steps
+            due_ckpt = durations.crossed(step, ckpt_every, k)
             if due_log or due_eval or due_ckpt:
                 check_and_log(step, due_log)
+            if jax.process_count() == 1 or due_log:
+                stop = preemption.agreed()
             if due_eval:
                 writer.write(step, _prefixed(evaluator.run(state.params)))
             if due_ckpt:
@@ -323,7 +350,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             check_and_log(step, True)
         checkpointer.save(step, state, exp.train_batches.position(step).to_json())
         checkpointer.wait()
-        if preemption.requested:
+        if stop:
             log.warning("Stopped at step %d for preemption; rerun the same command to resume.",
                         step)
             return {"preempted_at_step": step}

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,13 +76,6 @@ def checkpoint_steps(workdir: str) -> list[int]:
 
 def read_state(workdir: str, step: int) -> dict:
     """The saved train state of checkpoint `step` as numpy arrays (any saving mesh)."""
-    import jax
-    import orbax.checkpoint as ocp
+    from bigjax.checkpoint import read_state_to_host
 
-    path = os.path.join(workdir, "checkpoints", str(step), "state")
-    checkpointer = ocp.StandardCheckpointer()
-    metadata = checkpointer.metadata(path).item_metadata
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                          metadata)
-    return jax.tree.map(np.asarray, checkpointer.restore(path, target))
+    return read_state_to_host(workdir, step)

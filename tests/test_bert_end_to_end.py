@@ -34,6 +34,8 @@ def test_mlm_pretraining_then_fine_tuning_from_its_checkpoint(tmp_path, real_dat
     proc = run_cli("main", "--config=configs/imdb_bert.py:tiny,runlocal",
                    f"--workdir={tmp_path / 'fine'}", f"--config.init_from={pretrain}")
     line = next(x for x in proc.stderr.splitlines() if f"init_from {pretrain}: loaded" in x)
-    assert "pooler/kernel" in line and "classifier/kernel" in line  # the new head
+    new = line.split("new (freshly initialised) ")[1].split("; unused")[0]
+    assert "pooler/kernel" in new and "classifier/kernel" in new  # the new head
+    assert "bert/" not in new  # the whole encoder came from the MLM run
     assert "mlm_head" in line  # the pretraining head is reported unused
     assert last_json_line(proc.stdout)["num_examples"] == 96

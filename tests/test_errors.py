@@ -1,7 +1,5 @@
 """Bad input fails with one clear message (CLI level)."""
 
-import math
-
 import jax
 import numpy as np
 
@@ -22,7 +20,6 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     assert steps and max(steps) < bad_step
     for leaf in jax.tree.leaves(read_state(workdir, max(steps))["params"]):
         assert np.isfinite(leaf).all()
-    assert not math.isnan(bad_step)
 
 
 def test_batch_not_divisible_by_devices_is_clear(tmp_path):

@@ -29,6 +29,15 @@ def test_each_epoch_is_a_fresh_permutation():
     assert (epochs[0] != epochs[1]).any()
 
 
+@pytest.mark.parametrize("n,batch", [(10, 4), (50, 8), (37, 5)])
+def test_no_batch_repeats_an_example_and_epochs_cover_distinct_examples(n, batch):
+    batches = input_pipeline.TrainBatches(_data(n), batch, seed=0)
+    spe = batches.steps_per_epoch
+    for epoch in range(4):
+        seen = np.concatenate([batches.global_indices(epoch * spe + k) for k in range(spe)])
+        assert len(set(seen.tolist())) == spe * batch  # nothing twice within an epoch
+
+
 def test_resuming_mid_stream_replays_the_same_batches():
     batches = input_pipeline.TrainBatches(_data(), 8, seed=3)
     full = [b["image"] for b in batches.iterate(0, 15)]

@@ -59,9 +59,11 @@ def test_sigkill_then_rerun_is_bit_identical(uninterrupted, tmp_path):
     step = _wait_for_checkpoint(proc, workdir)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert 0 < step < 240
+    assert proc.returncode == -signal.SIGKILL and 0 < step < 240
+    resumed_at = checkpoint_steps(workdir)[-1]
+    assert resumed_at < 240  # killed mid-run: the rerun really resumes
     proc = run_cli("main", *ARGS, f"--workdir={workdir}")
-    assert "Resumed from checkpoint" in proc.stderr
+    assert f"Resumed from checkpoint {resumed_at} " in proc.stderr
     _assert_same_state(uninterrupted[0], workdir, 240)
     assert last_json_line(proc.stdout)["confusion_matrix"] == uninterrupted[1]["confusion_matrix"]
 
