@@ -35,7 +35,8 @@ class DataPosition:
 
 
 def _process_rows(global_size: int) -> slice:
-    """This process's rows of a global batch of `global_size` examples."""
+    """This process's rows of a global batch of `global_size` examples, when each process
+    holds an equal, contiguous block (pass `sharding.process_rows(mesh, ...)` otherwise)."""
     count, index = jax.process_count(), jax.process_index()
     if global_size % count:
         raise ValueError(
@@ -53,7 +54,8 @@ class TrainBatches:
     Batches run across epoch boundaries (an epoch is `steps_per_epoch` batches).
     """
 
-    def __init__(self, data: ArrayDataset, global_batch_size: int, seed: int):
+    def __init__(self, data: ArrayDataset, global_batch_size: int, seed: int,
+                 rows: slice | None = None):
         if len(data) < global_batch_size:
             raise ValueError(
                 f"Data set {data.name!r} has {len(data)} examples, fewer than the batch size "
@@ -62,7 +64,7 @@ class TrainBatches:
         self.data = data
         self.global_batch_size = global_batch_size
         self.seed = seed
-        self._rows = _process_rows(global_batch_size)
+        self._rows = rows or _process_rows(global_batch_size)
         self._epoch_cache: tuple[int, np.ndarray] | None = None
 
     @property
@@ -112,13 +114,14 @@ class TrainBatches:
         return int(saved["next_batch"])
 
 
-def eval_batches(data: ArrayDataset, global_batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(data: ArrayDataset, global_batch_size: int,
+                 rows: slice | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Every example exactly once, in order, in batches padded to `global_batch_size`.
 
     Each batch has a `mask: bool [rows]` column, False on padding rows; this
     process yields its rows of each global batch.
     """
-    rows = _process_rows(global_batch_size)
+    rows = rows or _process_rows(global_batch_size)
     n = len(data)
     for start in range(0, n, global_batch_size):
         indices = np.arange(start, start + global_batch_size)[rows]

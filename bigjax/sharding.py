@@ -78,8 +78,35 @@ def batch_sharding(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(*([None] * leading_axes), BATCH_AXES))
 
 
+def process_rows(mesh: Mesh, global_size: int) -> slice:
+    """The rows of a `[global_size, ...]` batch that this process's devices hold.
+
+    Processes whose devices share batch shards (a `tensor` axis across
+    processes) get the same rows. A non-contiguous set of rows is refused.
+    """
+    index_map = batch_sharding(mesh).addressable_devices_indices_map((global_size,))
+    spans = sorted({(s[0].start or 0, global_size if s[0].stop is None else s[0].stop)
+                    for s in index_map.values()})
+    start, stop = spans[0]
+    for a, b in spans[1:]:
+        if a > stop:
+            raise ValueError("This process's devices hold non-contiguous rows of the batch; "
+                             "order the mesh so each process's devices are adjacent on the "
+                             "data/fsdp axes.")
+        stop = max(stop, b)
+    return slice(start, stop)
+
+
 def num_batch_shards(mesh: Mesh) -> int:
     return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def check_batch_size(mesh: Mesh, size: int, name: str) -> None:
+    """A batch must split evenly over the mesh's batch axes (data x fsdp)."""
+    shards = num_batch_shards(mesh)
+    if size % shards:
+        raise ValueError(f"{name}={size} must be a multiple of the {shards} devices on the "
+                         "mesh's batch axes (data x fsdp).")
 
 
 def put_batch(batch: dict, mesh: Mesh, leading_axes: int = 0) -> dict:

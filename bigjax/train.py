@@ -76,10 +76,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     """Builds (but does not initialise) everything the loop and `evaluate` need."""
     mesh = sharding.make_mesh(config.mesh)
     rules = sharding.rules_from_config(config)
-    shards = sharding.num_batch_shards(mesh)
-    if config.batch_size % shards:
-        raise ValueError(f"config.batch_size={config.batch_size} must be a multiple of the "
-                         f"{shards} devices on the mesh's batch axes (data x fsdp).")
+    sharding.check_batch_size(mesh, config.batch_size, "config.batch_size")
     train_data = load_data(config, "train")
     eval_data = load_data(config, "eval")
     if config.task == "classification":
@@ -87,7 +84,8 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
             if data.num_classes is not None and data.num_classes != config.model.num_classes:
                 raise ValueError(f"config.model.num_classes={config.model.num_classes} but "
                                  f"data set {data.name!r} has {data.num_classes} classes.")
-    train_batches = input_pipeline.TrainBatches(train_data, config.batch_size, config.seed)
+    train_batches = input_pipeline.TrainBatches(train_data, config.batch_size, config.seed,
+                                                sharding.process_rows(mesh, config.batch_size))
     steps_per_epoch = train_batches.steps_per_epoch
     total_steps = durations.resolve_steps(config, "total", steps_per_epoch)
     if not total_steps or total_steps <= 0:

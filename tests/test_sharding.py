@@ -60,3 +60,8 @@ def test_bert_trains_the_same_with_data_fsdp_and_tensor_parallelism(tmp_path, re
     mesh = last_json_line(proc.stdout)
     assert mesh["loss"] == pytest.approx(one["loss"], rel=1e-3)
     assert mesh["num_tokens"] == one["num_tokens"]
+
+
+def test_process_rows_on_one_process_is_the_whole_batch():
+    mesh = sharding.make_mesh(ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1)))
+    assert sharding.process_rows(mesh, 16) == slice(0, 16)

@@ -18,10 +18,7 @@ class DatasetEvaluator:
 
     def __init__(self, model: nn.Module, task, preprocess, data: ArrayDataset, batch_size: int,
                  mesh: Mesh, rules):
-        shards = sharding.num_batch_shards(mesh)
-        if batch_size % shards:
-            raise ValueError(f"config.eval_batch_size={batch_size} must be a multiple of the "
-                             f"{shards} devices on the mesh's batch axes.")
+        sharding.check_batch_size(mesh, batch_size, "config.eval_batch_size")
         self.data, self.batch_size, self.mesh = data, batch_size, mesh
         self.task = task
 
@@ -36,7 +33,8 @@ class DatasetEvaluator:
     def run(self, params) -> dict:
         """Metrics (task.summarize of the sums over all batches)."""
         totals = None
-        for batch in input_pipeline.eval_batches(self.data, self.batch_size):
+        rows = sharding.process_rows(self.mesh, self.batch_size)
+        for batch in input_pipeline.eval_batches(self.data, self.batch_size, rows):
             sums = self._eval_step(params, sharding.put_batch(batch, self.mesh))
             totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
         return self.task.summarize(jax.device_get(totals))
