@@ -12,6 +12,7 @@ import ast
 import importlib.util
 import json
 import os
+import sys
 from collections.abc import Iterable, Sequence
 
 import ml_collections
@@ -29,12 +30,18 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     path, _, arg = spec.partition(":")
     if not os.path.isfile(path):
         raise ConfigError(f"Config file {path!r} does not exist (see configs/ for the choices).")
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)  # so a config can import its folder's shared pieces
     module_spec = importlib.util.spec_from_file_location("bigjax_user_config", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"Config file {path!r} defines no get_config(arg=None).")
-    config = module.get_config(arg or None)
+    try:
+        config = module.get_config(arg or None)
+    except ValueError as err:  # e.g. an unknown variant name
+        raise ConfigError(f"{spec}: {err}") from None
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(f"{path}:get_config must return an ml_collections.ConfigDict.")
     return config

@@ -4,10 +4,12 @@
     ...:runlocal  -> a few steps, for smoke tests
 """
 
+import _common
 import ml_collections
 
 
 def get_config(arg=None):
+    args = _common.variant_args(arg, set())
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.data = dict(name="digits", train_split="train", eval_split="test", data_dir=None,
@@ -31,13 +33,6 @@ def get_config(arg=None):
     config.checkpoint = dict(every_steps=200, keep=3, async_save=True)
     config.mesh = dict(data=-1, fsdp=1, tensor=1)
 
-    if arg == "runlocal":
-        config.total_epochs = None
-        config.total_steps = 20
-        config.optim.warmup_epochs = None
-        config.optim.warmup_steps = 2
-        config.log_every_steps = 5
-        config.eval_every_epochs = None
-        config.eval_every_steps = 10
-        config.checkpoint.every_steps = 10
+    if "runlocal" in args:
+        _common.shrink_for_runlocal(config, steps=20)
     return config

@@ -12,11 +12,12 @@ embeddings. Trains on the 25k train reviews (labels unused); evaluates MLM
 loss, accuracy and perplexity on test reviews with fixed masks.
 """
 
+import _common
 import ml_collections
 
 
 def get_config(arg=None):
-    args = set((arg or "").split(","))
+    args = _common.variant_args(arg, set())
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.data = dict(name="imdb_reviews", train_split="train", eval_split="test",
@@ -43,17 +44,6 @@ def get_config(arg=None):
     config.mesh = dict(data=-1, fsdp=1, tensor=1)
 
     if "runlocal" in args:
-        config.data.train_examples = 256
+        _common.shrink_for_runlocal(config, steps=6, examples=256, max_len=32)
         config.data.eval_examples = 64
-        config.data.tokenizer.max_len = 32
-        config.batch_size = 16
-        config.eval_batch_size = 32
-        config.total_epochs = None
-        config.total_steps = 6
-        config.optim.warmup_epochs = None
-        config.optim.warmup_steps = 1
-        config.log_every_steps = 2
-        config.eval_every_epochs = None
-        config.eval_every_steps = 3
-        config.checkpoint.every_steps = 3
     return config

@@ -10,11 +10,12 @@ PyTorch code gives 97.2%). Tuned: the same architecture with dropout,
 random 2-pixel shifts, AdamW with warmup + cosine decay, 30 epochs.
 """
 
+import _common
 import ml_collections
 
 
 def get_config(arg=None):
-    args = set((arg or "").split(","))
+    args = _common.variant_args(arg, {"tuned"})
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.data = dict(name="mnist", train_split="train", eval_split="test", data_dir=None,
@@ -44,12 +45,5 @@ def get_config(arg=None):
                             warmup_epochs=1.0, weight_decay=1e-4)
         config.total_epochs = 30.0
     if "runlocal" in args:
-        config.total_epochs = None
-        config.total_steps = 20
-        config.optim.warmup_epochs = None
-        config.optim.warmup_steps = 2 if "tuned" in args else None
-        config.log_every_steps = 5
-        config.eval_every_epochs = None
-        config.eval_every_steps = 10
-        config.checkpoint.every_steps = 10
+        _common.shrink_for_runlocal(config, steps=20)
     return config

@@ -7,7 +7,8 @@ from bigjax import config_cli
 
 from conftest import REPO
 
-CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
+CONFIGS = sorted(p for p in glob.glob(os.path.join(REPO, "configs", "*.py"))
+                 if not os.path.basename(p).startswith("_"))
 
 
 def test_overrides_take_the_type_of_the_value_they_replace():
@@ -55,3 +56,8 @@ def test_every_config_loads_with_and_without_runlocal(path, arg):
 def test_missing_config_file_is_clear():
     with pytest.raises(config_cli.ConfigError, match="does not exist"):
         config_cli.load_config_file("configs/nope.py")
+
+
+def test_unknown_variant_is_clear():
+    with pytest.raises(config_cli.ConfigError, match="Unknown config variant.*'tunde'.*tuned"):
+        config_cli.load_config_file(os.path.join(REPO, "configs", "mnist_mlp.py:tunde"))
