@@ -9,12 +9,11 @@ JSON line — the same numbers the run's own final eval printed.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 from bigjax import config_cli
-from bigjax.main import init_distributed, parse_args, setup_logging
+from bigjax.main import init_distributed, parse_args, run_and_print, setup_logging
 
 
 def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
@@ -50,13 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     init_distributed(args)
-    try:
-        metrics = evaluate_checkpoint(config, args.workdir, args.step)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(metrics), flush=True)
-    return 0
+    return run_and_print(lambda: evaluate_checkpoint(config, args.workdir, args.step))
 
 
 if __name__ == "__main__":

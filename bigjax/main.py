@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import traceback
 
 from bigjax import config_cli
 
@@ -51,6 +53,23 @@ def setup_logging() -> None:
     logging.getLogger("absl").setLevel(logging.WARNING)
 
 
+def run_and_print(job) -> int:
+    """Runs `job()` and prints its result dict as the last line (JSON): exit code 0. A user
+    error (bad value, missing file, NaN loss) prints one "error:" line: exit code 1
+    (BIGJAX_TRACEBACK=1 shows the traceback too)."""
+    from bigjax.train import NonFiniteLossError
+
+    try:
+        result = job()
+    except (ValueError, FileNotFoundError, NonFiniteLossError) as err:
+        if os.environ.get("BIGJAX_TRACEBACK"):
+            traceback.print_exc()
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(result), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     try:
@@ -63,13 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     init_distributed(args)
     from bigjax import train
 
-    try:
-        final = train.train_and_evaluate(config, args.workdir)
-    except (ValueError, FileNotFoundError, train.NonFiniteLossError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(final), flush=True)
-    return 0
+    return run_and_print(lambda: train.train_and_evaluate(config, args.workdir))
 
 
 if __name__ == "__main__":
