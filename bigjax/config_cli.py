@@ -68,7 +68,10 @@ def valid_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]
 
 
 def _coerce(text: str, current, key: str):
-    """Parses `text` into the type of `current` (the value being overridden)."""
+    """Parses `text` into the type of `current` (the value being overridden); "None" unsets
+    any field that is not a string."""
+    if text.lower() == "none" and not isinstance(current, str):
+        return None
     if isinstance(current, bool):
         if text.lower() in _TRUE:
             return True
@@ -87,8 +90,6 @@ def _coerce(text: str, current, key: str):
     if isinstance(current, str):
         return text
     # None, tuples, lists, dicts: a Python literal, else the plain string.
-    if text.lower() == "none":
-        return None
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

@@ -19,6 +19,8 @@ def test_overrides_take_the_type_of_the_value_they_replace():
     assert config.optim.learning_rate == 3e-4 and isinstance(config.optim.learning_rate, float)
     assert config.batch_size == 128 and config.model.hidden == (256, 32)
     assert config.checkpoint.async_save is False and config.data.data_dir == "/tmp/d"
+    config_cli.apply_overrides(config, [("total_epochs", "None"), ("total_steps", "7")])
+    assert config.total_epochs is None and config.total_steps == 7
 
 
 def test_unknown_key_lists_valid_keys():
