@@ -72,7 +72,8 @@ def test_matches_transformers_tokenizer(minilm):
     transformers = pytest.importorskip("transformers")
     from bigjax.models.hf_bert_import import minilm_folder
 
-    ref = transformers.BertTokenizerFast.from_pretrained(minilm_folder())
+    load = transformers.BertTokenizerFast.from_pretrained
+    ref = load(minilm_folder(), local_files_only=True)  # network-ok: a local folder
     texts = ["Héllo, World! Tokenization of unusual-words: 42.", "short"]
     expected = ref(texts, padding="max_length", truncation=True, max_length=16)["input_ids"]
     np.testing.assert_array_equal(minilm.encode(texts)["input_ids"], expected)
