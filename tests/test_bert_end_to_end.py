@@ -31,6 +31,10 @@ def test_mlm_pretraining_then_fine_tuning_from_its_checkpoint(tmp_path, real_dat
     with open(os.path.join(pretrain, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f]
     assert any("eval/perplexity" in r for r in rows)
+    # Eval masks are fixed per batch: evaluating the checkpoint again gives the same numbers.
+    again = last_json_line(run_cli("evaluate", f"--workdir={pretrain}").stdout)
+    assert again["loss"] == pytest.approx(final["loss"], rel=1e-6)
+    assert again["num_tokens"] == final["num_tokens"]
     proc = run_cli("main", "--config=configs/imdb_bert.py:tiny,runlocal",
                    f"--workdir={tmp_path / 'fine'}", f"--config.init_from={pretrain}")
     line = next(x for x in proc.stderr.splitlines() if f"init_from {pretrain}: loaded" in x)

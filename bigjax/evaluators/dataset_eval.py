@@ -12,6 +12,8 @@ from jax.sharding import Mesh
 from bigjax import input_pipeline, sharding
 from bigjax.datasets.array_dataset import ArrayDataset
 
+EVAL_SEED = 1234
+
 
 class DatasetEvaluator:
     """`run(params) -> metrics` over `data` in global batches of `batch_size`."""
@@ -22,8 +24,8 @@ class DatasetEvaluator:
         self.data, self.batch_size, self.mesh = data, batch_size, mesh
         self.task = task
 
-        def eval_step(params, batch):
-            batch = preprocess(batch, None, train=False)
+        def eval_step(params, batch, rng):
+            batch = preprocess(batch, rng, train=False)
             with nn.logical_axis_rules(rules):
                 out, _ = model.apply({"params": params}, batch["inputs"], train=False)
             return task.eval_sums(out, batch)
@@ -34,7 +36,11 @@ class DatasetEvaluator:
         """Metrics (task.summarize of the sums over all batches)."""
         totals = None
         rows = sharding.process_rows(self.mesh, self.batch_size)
-        for batch in input_pipeline.eval_batches(self.data, self.batch_size, rows):
-            sums = self._eval_step(params, sharding.put_batch(batch, self.mesh))
+        batches = input_pipeline.eval_batches(self.data, self.batch_size, rows)
+        for index, batch in enumerate(batches):
+            # Eval randomness (e.g. MLM masks) is fixed per batch, so every eval of a
+            # checkpoint gives the same numbers.
+            rng = jax.random.fold_in(jax.random.PRNGKey(EVAL_SEED), index)
+            sums = self._eval_step(params, sharding.put_batch(batch, self.mesh), rng)
             totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
         return self.task.summarize(jax.device_get(totals))
