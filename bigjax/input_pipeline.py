@@ -129,7 +129,3 @@ def eval_batches(data: ArrayDataset, global_batch_size: int,
         batch = data.take(np.where(mask, indices, 0))
         batch["mask"] = mask
         yield batch
-
-
-def num_eval_batches(data: ArrayDataset, global_batch_size: int) -> int:
-    return -(-len(data) // global_batch_size)
