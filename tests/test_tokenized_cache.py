@@ -29,6 +29,8 @@ def test_tokenize_then_load_from_cache(minilm, tmp_path, monkeypatch):
     np.testing.assert_array_equal(again.features["input_ids"], ids)
     with pytest.raises(AssertionError, match="cache"):  # another max_len is another entry
         tokenized.tokenize(_data(), ConfigDict(dict(vocab="minilm", max_len=16)))
+    with pytest.raises(AssertionError, match="cache"):  # so is another truncation
+        tokenized.tokenize(_data(), ConfigDict(dict(vocab="minilm", max_len=8, head_tokens=2)))
 
 
 def test_unknown_vocab_is_clear(tmp_path):

@@ -62,6 +62,23 @@ def test_padding_and_truncation(trained):
     assert trained.encode(["dog"], max_len=5)["input_ids"].shape == (1, 5)
 
 
+def test_head_tail_truncation_keeps_start_and_end(trained):
+    head_tail = WordPieceTokenizer(trained.vocab_file, max_len=8, head_tokens=3)
+    words = "the quick brown fox jumps over the lazy dog in the sun".split()
+    full = trained.encode([" ".join(words)], max_len=32)["input_ids"][0]
+    n = int((full != 0).sum())  # [CLS] words [SEP]
+    ids = head_tail.encode([" ".join(words), "the dog"])["input_ids"]
+    assert ids.shape == (2, 8)
+    np.testing.assert_array_equal(ids[0, :3], full[:3])  # [CLS] and the first 2 tokens
+    np.testing.assert_array_equal(ids[0, 3:], full[n - 5 : n])  # the last 4 tokens + [SEP]
+    short = trained.encode(["the dog"], max_len=8)["input_ids"][0]
+    np.testing.assert_array_equal(ids[1], short)  # short texts are untouched, padded
+    with pytest.raises(ValueError, match="single texts"):
+        head_tail.encode(["the dog"], ["a fox"])
+    with pytest.raises(ValueError, match="head_tokens"):
+        WordPieceTokenizer(trained.vocab_file, max_len=8, head_tokens=8)
+
+
 def test_pairs_get_segment_ids(trained):
     batch = trained.encode(["the dog"], ["a fox"], max_len=10)
     np.testing.assert_array_equal(batch["token_type_ids"][0, :7], [0, 0, 0, 0, 1, 1, 1])

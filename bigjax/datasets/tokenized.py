@@ -2,7 +2,7 @@
 
 `tokenize(data, tokenizer_config)` turns `{"text", "label"}` into
 `{"input_ids": int32 [n, max_len], "label": int32 [n]}`. The cache key hashes
-the texts, the vocab file, `max_len` and the casing, so a second run (or a
+the texts, the vocab file, `max_len`, `head_tokens` and the casing, so a second run (or a
 resumed one) loads the ids in well under a second instead of re-tokenizing.
 """
 
@@ -43,7 +43,8 @@ def vocab_file(vocab: str) -> str:
 def make_tokenizer(tokenizer_config: ml_collections.ConfigDict) -> WordPieceTokenizer:
     return WordPieceTokenizer(vocab_file(tokenizer_config.vocab),
                               lowercase=tokenizer_config.get("lowercase", True),
-                              max_len=tokenizer_config.max_len)
+                              max_len=tokenizer_config.max_len,
+                              head_tokens=tokenizer_config.get("head_tokens"))
 
 
 def _cache_key(data: ArrayDataset, tokenizer_config, vocab_path: str) -> str:
@@ -52,6 +53,8 @@ def _cache_key(data: ArrayDataset, tokenizer_config, vocab_path: str) -> str:
         digest.update(f.read())
     digest.update(repr((tokenizer_config.max_len, tokenizer_config.get("lowercase", True),
                         data.name, len(data))).encode())
+    if tokenizer_config.get("head_tokens") is not None:  # keeps older cache keys valid
+        digest.update(f"head_tokens={tokenizer_config.head_tokens}".encode())
     for text in data.features["text"]:
         digest.update(text.encode("utf-8"))
         digest.update(b"\0")

@@ -15,15 +15,28 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 class WordPieceTokenizer:
     """``[CLS] a [SEP] (b [SEP])`` WordPiece encoding, truncated and padded to ``max_len``.
 
+    Long single texts keep their first ``max_len`` tokens; with ``head_tokens`` set they
+    keep their first ``head_tokens`` tokens (``[CLS]`` included) and their last
+    ``max_len - head_tokens`` (``[SEP]`` included) instead: "head+tail" truncation, which
+    keeps a long review's closing verdict (Sun et al. 2019, "How to Fine-Tune BERT for
+    Text Classification?").
+
     Attributes:
+      vocab_file, max_len, head_tokens: the constructor arguments.
       vocab_size, pad_id, unk_id, cls_id, sep_id, mask_id: vocabulary facts.
       special_ids: ids of all special tokens, e.g. for ``mlm_masking.mask_tokens``.
     """
 
-    def __init__(self, vocab_file: str, *, lowercase: bool = True, max_len: int = 128):
+    def __init__(self, vocab_file: str, *, lowercase: bool = True, max_len: int = 128,
+                 head_tokens: int | None = None):
+        if head_tokens is not None and not 2 <= head_tokens < max_len:
+            raise ValueError(f"head_tokens={head_tokens} must be in [2, max_len={max_len}) "
+                             "(or None to keep only the start of long texts).")
         if not os.path.isfile(vocab_file):
             raise FileNotFoundError(f"WordPiece vocab file {vocab_file!r} does not exist.")
+        self.vocab_file = vocab_file
         self.max_len = max_len
+        self.head_tokens = head_tokens
         self._tok = BertWordPieceTokenizer(vocab_file, lowercase=lowercase)
         ids = {t: self._tok.token_to_id(t) for t in SPECIAL_TOKENS}
         missing = [t for t, i in ids.items() if i is None]
@@ -59,12 +72,18 @@ class WordPieceTokenizer:
           texts: n strings.
           pairs: optional n second segments (token type 1).
           max_len: output length; default ``self.max_len``. Longer inputs are truncated
-            (the longest segment first), shorter ones padded with ``pad_id``.
+            (the longest segment first, or head+tail with ``head_tokens``), shorter ones
+            padded with ``pad_id``.
 
         Returns:
           {"input_ids": [n, max_len] int32, "token_type_ids": [n, max_len] int32}.
         """
         max_len = max_len or self.max_len
+        if self.head_tokens is not None:
+            if pairs is not None:
+                raise ValueError("head_tokens (head+tail truncation) is for single texts, "
+                                 "not text pairs.")
+            return self._encode_head_tail(texts, max_len)
         self._tok.enable_truncation(max_length=max_len)
         self._tok.enable_padding(pad_id=self.pad_id, pad_token="[PAD]", length=max_len)
         inputs = list(texts) if pairs is None else list(zip(texts, pairs, strict=True))
@@ -75,6 +94,21 @@ class WordPieceTokenizer:
                 -1, max_len
             ),
         }
+
+    def _encode_head_tail(self, texts: Sequence[str], max_len: int) -> dict[str, np.ndarray]:
+        """Single texts, long ones cut to their head and tail (see the class docstring)."""
+        head = self.head_tokens
+        if not head < max_len:
+            raise ValueError(f"head_tokens={head} must be below max_len={max_len}.")
+        self._tok.no_truncation()
+        self._tok.no_padding()
+        ids = np.full((len(texts), max_len), self.pad_id, np.int32)
+        for row, encoding in enumerate(self._tok.encode_batch(list(texts))):
+            tokens = encoding.ids
+            if len(tokens) > max_len:
+                tokens = tokens[:head] + tokens[len(tokens) - (max_len - head):]
+            ids[row, : len(tokens)] = tokens
+        return {"input_ids": ids, "token_type_ids": np.zeros_like(ids)}
 
     def decode(self, ids: Iterable[int], *, skip_special_tokens: bool = True) -> str:
         """Token ids (e.g. one row of ``input_ids``) -> text, merging ``##`` pieces."""
