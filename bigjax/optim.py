@@ -3,7 +3,8 @@
 Weight decay skips biases and norm scales (params with fewer than 2 dims). For
 adam/adamw it is decoupled (AdamW); for sgd it is added to the gradient before
 momentum (the classic form: with momentum m its effect is about 1/(1-m) times
-larger). L1/L2 penalties are added to the loss by `regularization_penalty`.
+larger). Adam is `bigjax.adam`: optax's update with cheaper arithmetic and the same
+state. L1/L2 penalties are added to the loss by `regularization_penalty`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+
+from bigjax import adam
 
 SCHEDULES = ("constant", "warmup_cosine", "warmup_linear")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -58,9 +61,9 @@ def make_optimizer(
     elif name in ("adam", "adamw"):
         b1, b2, eps = optim.get("b1", 0.9), optim.get("b2", 0.999), optim.get("eps", 1e-8)
         if name == "adamw" or wd:
-            parts.append(optax.adamw(schedule, b1, b2, eps, weight_decay=wd, mask=_decay_mask))
+            parts.append(adam.adam(schedule, b1, b2, eps, weight_decay=wd, mask=_decay_mask))
         else:
-            parts.append(optax.adam(schedule, b1, b2, eps))
+            parts.append(adam.adam(schedule, b1, b2, eps))
     else:
         raise ValueError(f"Unknown config.optim.name {name!r}; choose one of {OPTIMIZERS}.")
     return optax.chain(*parts), schedule

@@ -164,8 +164,8 @@ def measure(framework: str, model_name: str, steps: int, steps_per_call: int) ->
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=400, help="timed steps per measurement")
-    parser.add_argument("--steps-per-call", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=1000, help="timed steps per measurement")
+    parser.add_argument("--steps-per-call", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3,
                         help="rounds over all frameworks; each reports its best round")
     parser.add_argument("--bigjax-xla-flags", default="",
