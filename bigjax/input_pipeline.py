@@ -51,7 +51,8 @@ class TrainBatches:
     """Random-access global training batches; `[k]` is this process's part of batch k.
 
     Each batch is a dict of numpy arrays `[global_batch_size / process_count, ...]`.
-    Batches run across epoch boundaries (an epoch is `steps_per_epoch` batches).
+    Epoch `e` is `steps_per_epoch` batches cut from its own permutation (see
+    `global_indices`); batch k belongs to epoch `k // steps_per_epoch`.
     """
 
     def __init__(self, data: ArrayDataset, global_batch_size: int, seed: int,
@@ -88,6 +89,7 @@ class TrainBatches:
         epoch, k = divmod(batch_index, self.steps_per_epoch)
         size = self.global_batch_size
         return self._epoch_order(epoch)[k * size:(k + 1) * size]
+
     def __getitem__(self, batch_index: int) -> dict[str, np.ndarray]:
         return self.data.take(self.global_indices(batch_index)[self._rows])
 

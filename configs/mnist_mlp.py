@@ -6,8 +6,10 @@
 
 As written: 784 -> 128 -> 64 -> 10 with ReLU, Adam lr 1e-3, batch 64,
 10 epochs, inputs normalized to [-1, 1] (the document reports 98.3%; its own
-PyTorch code gives 97.2%). Tuned: the same architecture with dropout,
-random 2-pixel shifts, AdamW with warmup + cosine decay, 30 epochs.
+PyTorch code gives 97.2%). Tuned: the same architecture trained on random
+2-pixel shifts with AdamW, warmup + cosine decay, 30 epochs: 98.56-98.57%
+over seeds 0-2. Dropout on top of the shifts costs this small net accuracy
+(rate 0.2: 98.30-98.46% over seeds 0-2; rate 0.1: 98.42-98.54% over seeds 0-1).
 """
 
 import _common
@@ -39,7 +41,6 @@ def get_config(arg=None):
     config.mesh = dict(data=-1, fsdp=1, tensor=1)
 
     if "tuned" in args:
-        config.model.dropout_rate = 0.2
         config.pp.translate = 2
         config.optim.update(name="adamw", learning_rate=2e-3, schedule="warmup_cosine",
                             warmup_epochs=1.0, weight_decay=1e-4)
