@@ -6,8 +6,10 @@ The update is optax's, rearranged. With `c1 = 1 - b1^t` and `c2 = 1 - b2^t`:
 
 `optax.scale_by_adam` computes the left side, three divisions per parameter per step.
 The right side needs one division, and the two scalar factors are computed once per
-step. On a CPU the MNIST MLP's train step runs about 30% faster this way (see
-scripts/bench_mnist.py). Results match optax to float rounding (tests/test_adam.py).
+step. On this project's 2-core CPU the update for the MNIST MLP's 109k parameters
+takes 141 instead of 195 µs, and the whole train step runs ~10% faster
+(`scripts/bench_mnist.py --adam=optax` times optax's for comparison). Results match
+optax to float rounding (tests/test_adam.py).
 
 The state is `optax.ScaleByAdamState`, and `adam` chains the same pieces in the same
 order as `optax.adam` / `optax.adamw`, so the optimizer-state pytree is identical and
@@ -32,14 +34,15 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999,
 
     def update_fn(grads, state, params=None):
         del params
-        mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, grads)
-        nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * jnp.square(g), state.nu, grads)
+        mu = optax.tree.update_moment(grads, state.mu, b1, 1)
+        nu = optax.tree.update_moment_per_elem_norm(grads, state.nu, b2, 2)
         count = optax.safe_increment(state.count)
         t = count.astype(jnp.float32)
         sqrt_c2 = jnp.sqrt(1 - b2**t)
         scale, eps_hat = sqrt_c2 / (1 - b1**t), eps * sqrt_c2
         updates = jax.tree.map(
             lambda m, v: (scale * m / (jnp.sqrt(v) + eps_hat)).astype(m.dtype), mu, nu)
+        mu, nu = optax.tree.cast_like(mu, state.mu), optax.tree.cast_like(nu, state.nu)
         return updates, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -48,7 +51,11 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999,
 def adam(learning_rate: optax.ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999,
          eps: float = 1e-8, weight_decay: float | None = None,
          mask=None) -> optax.GradientTransformation:
-    """`optax.adam` (`weight_decay=None`) or `optax.adamw` (decoupled decay on `mask`)."""
+    """`optax.adam` (`weight_decay=None`) or `optax.adamw` (decoupled decay on the params
+    where `mask` is True; `mask` is only used with a weight decay).
+
+    Covers optax's defaults only: no `eps_root`, `mu_dtype` or `nesterov`.
+    """
     parts = [scale_by_adam(b1, b2, eps)]
     if weight_decay is not None:
         parts.append(optax.add_decayed_weights(weight_decay, mask))

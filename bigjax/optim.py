@@ -44,9 +44,13 @@ def _decay_mask(params):
 
 
 def make_optimizer(
-    optim: ml_collections.ConfigDict, total_steps: int
+    optim: ml_collections.ConfigDict, total_steps: int, adam_impl: str = "bigjax"
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """The optax chain: clip -> optimizer (with decoupled weight decay) at the schedule's rate."""
+    """The optax chain: clip -> optimizer (with weight decay) at the schedule's rate.
+
+    `adam_impl="optax"` builds Adam/AdamW from optax itself instead of `bigjax.adam`
+    (same numbers and state, slower; for benchmarks).
+    """
     schedule = make_schedule(optim, total_steps)
     name, wd = optim.name, optim.get("weight_decay", 0.0)
     parts = []
@@ -56,17 +60,24 @@ def make_optimizer(
         parts.append(optax.sgd(schedule, momentum=optim.get("momentum") or None,
                                nesterov=optim.get("nesterov", False)))
         if wd:
-            # Decoupled decay scaled by the same learning rate.
+            # wd * params joins the gradient before momentum (see the module docstring).
             parts.insert(-1, optax.add_decayed_weights(wd, _decay_mask))
     elif name in ("adam", "adamw"):
         b1, b2, eps = optim.get("b1", 0.9), optim.get("b2", 0.999), optim.get("eps", 1e-8)
+        impl = {"bigjax": adam.adam, "optax": _optax_adam}[adam_impl]
         if name == "adamw" or wd:
-            parts.append(adam.adam(schedule, b1, b2, eps, weight_decay=wd, mask=_decay_mask))
+            parts.append(impl(schedule, b1, b2, eps, weight_decay=wd, mask=_decay_mask))
         else:
-            parts.append(adam.adam(schedule, b1, b2, eps))
+            parts.append(impl(schedule, b1, b2, eps))
     else:
         raise ValueError(f"Unknown config.optim.name {name!r}; choose one of {OPTIMIZERS}.")
     return optax.chain(*parts), schedule
+
+
+def _optax_adam(schedule, b1, b2, eps, weight_decay=None, mask=None):
+    if weight_decay is None:
+        return optax.adam(schedule, b1, b2, eps)
+    return optax.adamw(schedule, b1, b2, eps, weight_decay=weight_decay, mask=mask)
 
 
 def regularization_penalty(params, l1: float = 0.0, l2: float = 0.0) -> jnp.ndarray:

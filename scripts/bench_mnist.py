@@ -6,12 +6,13 @@ Each framework is measured `--repeats` times, interleaved, and reports its
 best round (the machine's noise only ever slows a round down). All three
 frameworks train the same models (the source documents' MLP and
 CNN: configs/mnist_mlp.py and configs/mnist_cnn.py as written) on the same
-batches, already in memory, one after another in this process, and the script
-prints steps/s and the ratios. Targets: bigjax's MLP >= 2x PyTorch's steps/s
+batches, already in memory, each measurement in a fresh process, and the
+script prints steps/s and the ratios. Targets: bigjax's MLP >= 2x PyTorch's steps/s
 (batch 64), bigjax's CNN >= Keras's steps/s (batch 32).
 
 bigjax is timed per compiled call of 1 step and of `--steps-per-call` steps
-(`config.steps_per_call`, several optimizer steps scanned in one call).
+(`config.steps_per_call`, several optimizer steps scanned in one call), with
+Adam from `bigjax.adam` (`--adam=optax`: optax's own, for comparison).
 """
 
 from __future__ import annotations
@@ -60,16 +61,18 @@ def time_loop(step, count: int, warmup: int = 20) -> float:
     return count / (time.perf_counter() - start)
 
 
-def bench_bigjax(config_name: str, images, labels, steps_per_call: int) -> float:
+def bench_bigjax(config_name: str, images, labels, steps_per_call: int,
+                 adam_impl: str) -> float:
     import jax
 
-    from bigjax import config_cli, sharding, train
+    from bigjax import config_cli, optim, sharding, train
     from bigjax.train_state import abstract_state, init_state, make_init_fn
 
     config = config_cli.load_config_file(os.path.join(REPO, "configs", config_name))
     config.data.name = "digits"  # only for building; the timed batches are passed in below
     config.data.input_shape = None
     exp = train.build_experiment(config)
+    exp.tx, exp.schedule = optim.make_optimizer(config.optim, exp.total_steps, adam_impl)
     sample = exp.preprocess({"image": images[0, :1]}, None, False)["inputs"]
     exp.init_fn = make_init_fn(exp.model, exp.tx, sample)
     _, shardings = abstract_state(exp.init_fn, exp.mesh, exp.rules)
@@ -150,13 +153,14 @@ def bench_keras(model_name: str, images, labels) -> float:
 MODELS = {"mlp": ("mnist_mlp.py", 64), "cnn": ("mnist_cnn.py", 32)}
 
 
-def measure(framework: str, model_name: str, steps: int, steps_per_call: int) -> float:
+def measure(framework: str, model_name: str, steps: int, steps_per_call: int,
+            adam_impl: str) -> float:
     config_name, batch_size = MODELS[model_name]
     images, labels = mnist_batches(batch_size, steps)
     if framework == "bigjax":
-        return bench_bigjax(config_name, images, labels, 1)
+        return bench_bigjax(config_name, images, labels, 1, adam_impl)
     if framework == "bigjax_multi":
-        return bench_bigjax(config_name, images, labels, steps_per_call)
+        return bench_bigjax(config_name, images, labels, steps_per_call, adam_impl)
     if framework == "pytorch":
         return bench_torch(model_name, images, labels)
     return bench_keras(model_name, images, labels)
@@ -171,11 +175,14 @@ def main() -> int:
     parser.add_argument("--bigjax-xla-flags", default="",
                         help="XLA_FLAGS for the bigjax measurements only, e.g. "
                         "--xla_cpu_experimental_xnn_fusion_type=LIBRARY_FUSION_TYPE_DOT")
+    parser.add_argument("--adam", choices=("bigjax", "optax"), default="bigjax",
+                        help="Adam implementation for the bigjax measurements")
     parser.add_argument("--only", default=None, help=argparse.SUPPRESS)  # FRAMEWORK:MODEL
     args = parser.parse_args()
     if args.only:  # one measurement, in a process of its own
         framework, model_name = args.only.split(":")
-        print(json.dumps(measure(framework, model_name, args.steps, args.steps_per_call)))
+        print(json.dumps(measure(framework, model_name, args.steps, args.steps_per_call,
+                                 args.adam)))
         return 0
     # Each measurement runs in a fresh process, so no framework's thread pool competes
     # with another's.
@@ -189,7 +196,8 @@ def main() -> int:
                 env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {args.bigjax_xla_flags}"
             out = subprocess.run(
                 [sys.executable, __file__, f"--only={framework}:{model_name}",
-                 f"--steps={args.steps}", f"--steps-per-call={args.steps_per_call}"],
+                 f"--steps={args.steps}", f"--steps-per-call={args.steps_per_call}",
+                 f"--adam={args.adam}"],
                 capture_output=True, text=True, check=True, env=env).stdout
             rate = json.loads(out.strip().splitlines()[-1])
             row[framework] = max(rate, row.get(framework, 0.0))

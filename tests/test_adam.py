@@ -2,54 +2,85 @@
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
 
-from bigjax import adam
+from bigjax import adam, optim
 
 
-def _params(key):
+def _params(key, dtype=jnp.float32):
     k1, k2 = jax.random.split(key)
-    return {"dense": {"kernel": jax.random.normal(k1, (7, 5)), "bias": jnp.zeros(5)},
-            "scale": jax.random.normal(k2, (5,))}
+    return {"dense": {"kernel": jax.random.normal(k1, (7, 5), dtype), "bias": jnp.zeros(5, dtype)},
+            "scale": jax.random.normal(k2, (5,), dtype)}
+
+
+def _grads(params, i):
+    """Gradients of very different sizes: O(1), ~1e-6 (near eps), and exact zeros."""
+    big = jax.tree.map(lambda p: jnp.sin(p * (i + 1)) + 0.1 * i, params)
+    big["dense"]["kernel"] = big["dense"]["kernel"].at[0].multiply(1e-6).at[1].set(0.0)
+    return big
 
 
 def _run(tx, params, steps=25):
     state = tx.init(params)
     for i in range(steps):
-        grads = jax.tree.map(lambda p, i=i: jnp.sin(p * (i + 1)) + 0.1 * i, params)
-        updates, state = tx.update(grads, state, params)
+        updates, state = tx.update(_grads(params, i), state, params)
         params = optax.apply_updates(params, updates)
     return params, state
 
 
+def _assert_trees_match(got, want, rtol, atol):
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        assert (g.shape, g.dtype) == (w.shape, w.dtype)
+        np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(w, np.float32),
+                                   rtol=rtol, atol=atol)
+
+
 @pytest.mark.parametrize("weight_decay", [None, 0.1])
-def test_matches_optax(weight_decay):
+@pytest.mark.parametrize("b1, b2, eps", [(0.9, 0.999, 1e-8), (0.8, 0.95, 1e-3)])
+def test_matches_optax(weight_decay, b1, b2, eps):
     params = _params(jax.random.key(0))
     schedule = optax.linear_schedule(1e-2, 1e-3, 25)
     mask = lambda p: jax.tree.map(lambda x: x.ndim > 1, p)  # noqa: E731
     if weight_decay is None:
-        ours, oracle = adam.adam(schedule), optax.adam(schedule)
+        ours, oracle = adam.adam(schedule, b1, b2, eps), optax.adam(schedule, b1, b2, eps)
     else:
-        ours = adam.adam(schedule, weight_decay=weight_decay, mask=mask)
-        oracle = optax.adamw(schedule, weight_decay=weight_decay, mask=mask)
+        ours = adam.adam(schedule, b1, b2, eps, weight_decay=weight_decay, mask=mask)
+        oracle = optax.adamw(schedule, b1, b2, eps, weight_decay=weight_decay, mask=mask)
     got_params, got_state = _run(ours, params)
     want_params, want_state = _run(oracle, params)
-    # Same pytree (checkpoints written with either load into the other) ...
-    assert jax.tree.structure(got_state) == jax.tree.structure(want_state)
-    # ... and the same numbers up to float32 rounding.
-    for got, want in zip(jax.tree.leaves((got_params, got_state)),
-                         jax.tree.leaves((want_params, want_state)), strict=True):
-        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+    # Same pytree, shapes and dtypes (checkpoints written with either load into the other),
+    # and the same numbers up to float32 rounding.
+    _assert_trees_match((got_params, got_state), (want_params, want_state), 2e-5, 1e-7)
     # The params did move: the comparison is not between two unchanged trees.
     assert not np.allclose(got_params["dense"]["kernel"], params["dense"]["kernel"])
 
 
-def test_first_step_is_sign_times_lr():
-    """Adam's first step is lr * g / (|g| + eps'), i.e. ~lr * sign(g), whatever g's size."""
-    params = {"w": jnp.zeros(4)}
-    grads = {"w": jnp.array([1e-3, -2.0, 50.0, -1e-2])}
-    tx = adam.adam(0.1)
-    updates, _ = tx.update(grads, tx.init(params), params)
-    np.testing.assert_allclose(updates["w"], -0.1 * np.sign(grads["w"]), rtol=1e-4)
+def test_bfloat16_params_keep_their_state_dtypes():
+    params = _params(jax.random.key(1), jnp.bfloat16)
+    got_params, got_state = _run(adam.adam(1e-2), params, steps=5)
+    want_params, want_state = _run(optax.adam(1e-2), params, steps=5)
+    _assert_trees_match((got_params, got_state), (want_params, want_state), 2e-2, 1e-2)
+
+
+def test_make_optimizer_matches_the_optax_chain():
+    """The configs' chain (clip -> AdamW with masked decay -> schedule), both ways."""
+    config = ml_collections.ConfigDict(dict(
+        name="adamw", learning_rate=3e-3, weight_decay=0.05, grad_clip_norm=0.5,
+        schedule="warmup_linear", warmup_steps=5))
+    params = _params(jax.random.key(2))
+    ours, _ = optim.make_optimizer(config, 25)
+    oracle, _ = optim.make_optimizer(config, 25, adam_impl="optax")
+    _assert_trees_match(_run(ours, params), _run(oracle, params), 2e-5, 1e-7)
+
+
+def test_first_step_is_lr_times_g_over_abs_g_plus_eps():
+    """Adam's first step is exactly lr * g / (|g| + eps): ~lr * sign(g) when |g| >> eps."""
+    params = {"w": jnp.zeros(5)}
+    grads = {"w": jnp.array([1e-3, -2.0, 50.0, -1e-2, 1e-8])}
+    updates, _ = adam.adam(0.1).update(grads, adam.adam(0.1).init(params), params)
+    g = np.asarray(grads["w"], np.float64)
+    np.testing.assert_allclose(updates["w"], -0.1 * g / (np.abs(g) + 1e-8), rtol=1e-5)
