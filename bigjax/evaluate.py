@@ -34,7 +34,8 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
     finally:
         checkpointer.close()
     evaluator = DatasetEvaluator(exp.model, exp.task, exp.preprocess, exp.eval_data,
-                                 config.eval_batch_size, exp.mesh, exp.rules)
+                                 config.eval_batch_size, exp.mesh, exp.rules,
+                                 config.get("eval_trim_multiple"))
     return {"step": step, **evaluator.run(state.params)}
 
 

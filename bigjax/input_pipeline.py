@@ -116,18 +116,39 @@ class TrainBatches:
         return int(saved["next_batch"])
 
 
-def eval_batches(data: ArrayDataset, global_batch_size: int,
-                 rows: slice | None = None) -> Iterator[dict[str, np.ndarray]]:
-    """Every example exactly once, in order, in batches padded to `global_batch_size`.
+def eval_batches(data: ArrayDataset, global_batch_size: int, rows: slice | None = None,
+                 trim_multiple: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """Every example exactly once, in batches padded to `global_batch_size`.
 
     Each batch has a `mask: bool [rows]` column, False on padding rows; this
     process yields its rows of each global batch.
+
+    Token data (an `input_ids: [n, max_len]` column padded with trailing 0s) with
+    `trim_multiple = m`: the examples come shortest first, and each batch's
+    `input_ids` is cut to its longest row rounded up to a multiple of m
+    (`[rows, L]`, L <= max_len), so the model does not run over columns that are
+    padding in every row. At most `max_len / m` shapes, one compile each.
+    Otherwise the examples come in data order.
     """
     rows = rows or _process_rows(global_batch_size)
     n = len(data)
+    ids = data.features.get("input_ids")
+    trim = trim_multiple is not None and ids is not None and ids.ndim == 2 and n > 0
+    if trim:
+        max_len = ids.shape[1]
+        lengths = max_len - np.argmax(ids[:, ::-1] != 0, axis=1)  # last real token + 1
+        lengths[~(ids != 0).any(axis=1)] = 1
+        order = np.argsort(lengths, kind="stable")
     for start in range(0, n, global_batch_size):
-        indices = np.arange(start, start + global_batch_size)[rows]
-        mask = indices < n
-        batch = data.take(np.where(mask, indices, 0))
-        batch["mask"] = mask
+        positions = np.arange(start, start + global_batch_size)
+        mask = positions < n
+        indices = np.where(mask, positions, 0)
+        if trim:
+            indices = order[indices]
+            longest = int(lengths[indices[mask]].max())
+            width = min(max_len, -(-longest // trim_multiple) * trim_multiple)
+        batch = data.take(indices[rows])
+        batch["mask"] = mask[rows]
+        if trim:
+            batch["input_ids"] = batch["input_ids"][:, :width]
         yield batch

@@ -45,7 +45,7 @@ log = logging.getLogger("bigjax")
 # Config keys a resumed run may change (durations, cadences, eval settings); others are refused.
 RESUMABLE_CHANGES = ("total_steps", "total_epochs", "log_every_steps", "eval_every_steps",
                      "eval_every_epochs", "checkpoint.every_steps", "checkpoint.keep",
-                     "eval_batch_size", "data.eval_examples")
+                     "eval_batch_size", "eval_trim_multiple", "data.eval_examples")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -293,7 +293,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     log.info("Mesh %s; %d steps (%d per epoch); params:\n%s", dict(exp.mesh.shape),
              exp.total_steps, spe, sharding.describe(state.params))
     evaluator = DatasetEvaluator(exp.model, exp.task, exp.preprocess, exp.eval_data,
-                                 config.eval_batch_size, exp.mesh, exp.rules)
+                                 config.eval_batch_size, exp.mesh, exp.rules,
+                                 config.get("eval_trim_multiple"))
     writer = MetricWriter(workdir)
     train_step = make_train_step(exp, per_call)
     progress = Progress(exp.total_steps, config.batch_size, step)

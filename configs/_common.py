@@ -73,6 +73,9 @@ def bert_classification(name: str, eval_split: str, num_classes: int, max_len: i
                         grad_clip_norm=1.0, momentum=0.9)
     config.batch_size = 32
     config.eval_batch_size = 128
+    # Eval runs shortest texts first, each batch cut to its longest row rounded up to a
+    # multiple of this (at most 4 shapes); None evaluates every batch at max_len.
+    config.eval_trim_multiple = max_len // 4
     config.total_steps = None
     config.total_epochs = 1.0
     config.steps_per_call = 1
@@ -88,6 +91,7 @@ def bert_classification(name: str, eval_split: str, num_classes: int, max_len: i
         config.total_epochs = 2.0
     if "runlocal" in args:
         shrink_for_runlocal(config, steps=6, examples=256, max_len=min(max_len, 64))
+        config.eval_trim_multiple = config.data.tokenizer.max_len // 4
         if head_tokens is not None:
             config.data.tokenizer.head_tokens = min(head_tokens, config.data.tokenizer.max_len // 4)
     return config

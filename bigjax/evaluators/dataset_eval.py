@@ -1,6 +1,8 @@
 """The task's metrics over every example of a data split, jit-compiled and sharded.
 
-The last batch is padded and masked, so each example counts exactly once.
+The last batch is padded and masked, so each example counts exactly once. Token
+data can be evaluated shortest first with each batch cut to its longest row
+(`trim_multiple`; see `input_pipeline.eval_batches`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ class DatasetEvaluator:
     """`run(params) -> metrics` over `data` in global batches of `batch_size`."""
 
     def __init__(self, model: nn.Module, task, preprocess, data: ArrayDataset, batch_size: int,
-                 mesh: Mesh, rules):
+                 mesh: Mesh, rules, trim_multiple: int | None = None):
         sharding.check_batch_size(mesh, batch_size, "config.eval_batch_size")
         self.data, self.batch_size, self.mesh = data, batch_size, mesh
+        self.trim_multiple = trim_multiple
         self.task = task
 
         def eval_step(params, batch, rng):
@@ -36,7 +39,8 @@ class DatasetEvaluator:
         """Metrics (task.summarize of the sums over all batches)."""
         totals = None
         rows = sharding.process_rows(self.mesh, self.batch_size)
-        batches = input_pipeline.eval_batches(self.data, self.batch_size, rows)
+        batches = input_pipeline.eval_batches(self.data, self.batch_size, rows,
+                                              self.trim_multiple)
         for index, batch in enumerate(batches):
             # Eval randomness (e.g. MLM masks) is fixed per batch, so every eval of a
             # checkpoint gives the same numbers.
