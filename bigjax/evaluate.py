@@ -39,12 +39,18 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
     return {"step": step, **evaluator.run(state.params)}
 
 
+EVAL_ONLY_KEYS = ("eval_trim_multiple",)
+
+
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     try:
         args, overrides = parse_args(sys.argv[1:] if argv is None else argv,
                                      "Evaluate a bigjax checkpoint.", need_config=False)
         config = config_cli.config_from_json(os.path.join(args.workdir, "config.json"))
+        for key in EVAL_ONLY_KEYS:  # runs saved before a key existed may still set it here
+            if key not in config:
+                config[key] = None
         config_cli.apply_overrides(config, overrides)
     except config_cli.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

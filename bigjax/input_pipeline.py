@@ -126,12 +126,17 @@ def eval_batches(data: ArrayDataset, global_batch_size: int, rows: slice | None 
     Token data (an `input_ids: [n, max_len]` column padded with trailing 0s) with
     `trim_multiple = m`: the examples come shortest first, and each batch's
     `input_ids` is cut to its longest row rounded up to a multiple of m
-    (`[rows, L]`, L <= max_len), so the model does not run over columns that are
-    padding in every row. At most `max_len / m` shapes, one compile each.
-    Otherwise the examples come in data order.
+    (`[rows, L]`, L <= max_len), so the model skips most columns that are padding
+    in every row. At most `ceil(max_len / m)` shapes, one compile each. The width
+    comes from the whole global batch, so every process gets the same shapes.
+    Otherwise the examples come in data order. (The order decides which examples
+    share a batch, so eval randomness drawn per batch, like MLM masks, changes.)
     """
     rows = rows or _process_rows(global_batch_size)
     n = len(data)
+    if trim_multiple is not None and (not isinstance(trim_multiple, int) or trim_multiple < 1):
+        raise ValueError(f"config.eval_trim_multiple must be a positive integer or None, got "
+                         f"{trim_multiple!r}.")
     ids = data.features.get("input_ids")
     trim = trim_multiple is not None and ids is not None and ids.ndim == 2 and n > 0
     if trim:

@@ -74,7 +74,7 @@ def bert_classification(name: str, eval_split: str, num_classes: int, max_len: i
     config.batch_size = 32
     config.eval_batch_size = 128
     # Eval runs shortest texts first, each batch cut to its longest row rounded up to a
-    # multiple of this (at most 4 shapes); None evaluates every batch at max_len.
+    # multiple of this (max_len / 4: 4 shapes, 4 compiles); None: every batch at max_len.
     config.eval_trim_multiple = max_len // 4
     config.total_steps = None
     config.total_epochs = 1.0

@@ -34,7 +34,6 @@ def get_config(arg=None):
                         grad_clip_norm=1.0, momentum=0.9)
     config.batch_size = 64
     config.eval_batch_size = 250
-    config.eval_trim_multiple = 32  # shortest texts first, batches cut (see _common.py)
     config.total_steps = None
     config.total_epochs = 5.0
     config.steps_per_call = 1
@@ -46,6 +45,5 @@ def get_config(arg=None):
 
     if "runlocal" in args:
         _common.shrink_for_runlocal(config, steps=6, examples=256, max_len=32)
-        config.eval_trim_multiple = 8
         config.data.eval_examples = 64
     return config

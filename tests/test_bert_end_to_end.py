@@ -20,6 +20,25 @@ def test_classification_runlocal(config, tmp_path, real_data_dir, minilm):
     if "tiny" not in config:
         line = next(x for x in proc.stderr.splitlines() if "init_from minilm: loaded" in x)
         assert "loaded 103 params" in line and "classifier/kernel" in line
+    if config == "sst2_bert.py:runlocal":  # short sentences: eval batches were cut
+        _check_trimmed_eval_matches_full_width(str(tmp_path), final)
+
+
+def _check_trimmed_eval_matches_full_width(workdir: str, final: dict) -> None:
+    full = last_json_line(run_cli("evaluate", f"--workdir={workdir}",
+                                  "--config.eval_trim_multiple=None").stdout)
+    assert full["confusion_matrix"] == final["confusion_matrix"]
+    assert full["loss"] == pytest.approx(final["loss"], rel=1e-5)
+    # A workdir saved before the key existed can still set it.
+    path = os.path.join(workdir, "config.json")
+    with open(path) as f:
+        saved = json.load(f)
+    del saved["eval_trim_multiple"]
+    with open(path, "w") as f:
+        json.dump(saved, f)
+    again = last_json_line(run_cli("evaluate", f"--workdir={workdir}",
+                                   "--config.eval_trim_multiple=16").stdout)
+    assert again["loss"] == pytest.approx(final["loss"], rel=1e-6)
 
 
 @pytest.mark.slow

@@ -72,3 +72,22 @@ def test_trimmed_eval_gives_the_same_metrics():
     assert full["num_examples"] == trimmed["num_examples"] == 70
     np.testing.assert_array_equal(full["confusion_matrix"], trimmed["confusion_matrix"])
     np.testing.assert_allclose(trimmed["loss"], full["loss"], rtol=1e-5)
+
+
+def test_processes_get_equal_widths_and_together_the_global_batch():
+    data = _token_data(37, seed=2)
+    whole = list(input_pipeline.eval_batches(data, 8, slice(0, 8), trim_multiple=8))
+    first = list(input_pipeline.eval_batches(data, 8, slice(0, 4), trim_multiple=8))
+    second = list(input_pipeline.eval_batches(data, 8, slice(4, 8), trim_multiple=8))
+    assert len(whole) == len(first) == len(second)
+    for w, a, b in zip(whole, first, second, strict=True):
+        assert a["input_ids"].shape == b["input_ids"].shape
+        np.testing.assert_array_equal(np.concatenate([a["input_ids"], b["input_ids"]]),
+                                      w["input_ids"])
+
+
+@pytest.mark.parametrize("bad", [0, -8, 8.0])
+def test_bad_trim_multiple_is_refused_when_the_evaluator_is_built(bad):
+    mesh = sharding.make_mesh(ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1)))
+    with pytest.raises(ValueError, match="eval_trim_multiple must be a positive integer"):
+        DatasetEvaluator(None, None, None, _token_data(10), 8, mesh, (), bad)
