@@ -15,6 +15,9 @@ import sys
 from bigjax import config_cli
 from bigjax.main import init_distributed, parse_args, run_and_print, setup_logging
 
+# Eval settings added after some runs were saved; such runs get them as None (unset).
+EVAL_ONLY_KEYS = ("eval_trim_multiple",)
+
 
 def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
     """Metrics of checkpoint `step` (default: the newest) of the run in `workdir`."""
@@ -37,9 +40,6 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
                                  config.eval_batch_size, exp.mesh, exp.rules,
                                  config.get("eval_trim_multiple"))
     return {"step": step, **evaluator.run(state.params)}
-
-
-EVAL_ONLY_KEYS = ("eval_trim_multiple",)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -116,6 +116,13 @@ class TrainBatches:
         return int(saved["next_batch"])
 
 
+def check_trim_multiple(trim_multiple) -> None:
+    """`config.eval_trim_multiple` is None or a positive int, else a ValueError."""
+    if trim_multiple is not None and (not isinstance(trim_multiple, int) or trim_multiple < 1):
+        raise ValueError(f"config.eval_trim_multiple must be a positive integer or None, got "
+                         f"{trim_multiple!r}.")
+
+
 def eval_batches(data: ArrayDataset, global_batch_size: int, rows: slice | None = None,
                  trim_multiple: int | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Every example exactly once, in batches padded to `global_batch_size`.
@@ -132,11 +139,9 @@ def eval_batches(data: ArrayDataset, global_batch_size: int, rows: slice | None 
     Otherwise the examples come in data order. (The order decides which examples
     share a batch, so eval randomness drawn per batch, like MLM masks, changes.)
     """
+    check_trim_multiple(trim_multiple)
     rows = rows or _process_rows(global_batch_size)
     n = len(data)
-    if trim_multiple is not None and (not isinstance(trim_multiple, int) or trim_multiple < 1):
-        raise ValueError(f"config.eval_trim_multiple must be a positive integer or None, got "
-                         f"{trim_multiple!r}.")
     ids = data.features.get("input_ids")
     trim = trim_multiple is not None and ids is not None and ids.ndim == 2 and n > 0
     if trim:

@@ -24,9 +24,8 @@ class DatasetEvaluator:
                  mesh: Mesh, rules, trim_multiple: int | None = None):
         sharding.check_batch_size(mesh, batch_size, "config.eval_batch_size")
         self.data, self.batch_size, self.mesh = data, batch_size, mesh
+        input_pipeline.check_trim_multiple(trim_multiple)  # now, not at the first eval
         self.trim_multiple = trim_multiple
-        next(input_pipeline.eval_batches(data, batch_size, trim_multiple=trim_multiple),
-             None)  # a bad trim_multiple fails now, not at the first eval hours later
         self.task = task
 
         def eval_step(params, batch, rng):
