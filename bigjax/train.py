@@ -151,7 +151,7 @@ def make_train_step(exp: Experiment, steps_per_call: int = 1):
         def loss_fn(params):
             with nn.logical_axis_rules(exp.rules):
                 out, _ = model.apply({"params": params}, batch["inputs"], train=True,
-                                     rngs={"dropout": dropout_rng})
+                                     rngs={"dropout": dropout_rng}, **task.model_kwargs(batch))
             loss, metrics = task.loss(out, batch)
             return loss + optim.regularization_penalty(params, l1, l2), (loss, metrics)
 

@@ -148,3 +148,13 @@ def test_variants_and_overrides():
     with pytest.raises(ValueError, match="divisible"):
         bert_config("tiny", hidden=130, heads=4)
     assert BertEncoder(variant="mini", num_layers=1).config()["num_layers"] == 1
+
+
+def test_masked_positions_give_the_full_logits_at_those_positions(mlm):
+    model, params = mlm
+    full, _ = model.apply({"params": params}, IDS, train=False)
+    positions = jnp.array([[1, 3, 0], [7, 2, 2]])
+    gathered, aux = model.apply({"params": params}, IDS, train=False, masked_positions=positions)
+    assert gathered.shape == (2, 3, VOCAB) and aux["hidden_states"].shape == (2, 8, 32)
+    np.testing.assert_allclose(gathered, np.take_along_axis(full, positions[..., None], 1),
+                               atol=1e-5)

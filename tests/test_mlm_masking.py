@@ -1,10 +1,11 @@
-"""BERT dynamic masking: rates, exclusions, determinism, jit."""
+"""BERT dynamic masking: rates, exclusions, determinism, jit, the per-row cap."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from bigjax.tasks.mlm_masking import mask_tokens
+from bigjax.tasks.mlm_masking import mask_tokens, prediction_positions
 
 VOCAB, MASK, SPECIAL = 1000, 4, (1, 2, 3, 4)  # 0 = [PAD]
 
@@ -58,3 +59,39 @@ def test_mask_prob_and_eager():
         jax.random.key(0), ids, vocab_size=VOCAB, mask_id=MASK, special_ids=SPECIAL, mask_prob=0.5
     )
     assert abs(float(w.mean()) - 0.5) < 0.03
+
+
+def test_max_predictions_caps_each_row_at_a_random_subset_of_its_picks():
+    ids = _batch()
+    kw = dict(vocab_size=VOCAB, mask_id=MASK, special_ids=SPECIAL, mask_prob=0.5)
+    free = [np.asarray(a) for a in mask_tokens(jax.random.key(3), ids, **kw)]
+    capped = [np.asarray(a) for a in
+              mask_tokens(jax.random.key(3), ids, max_predictions=30, **kw)]
+    assert free[2].sum(-1).min() > 30  # every row would pick more than the cap
+    assert (capped[2].sum(-1) == 30).all()
+    assert not (capped[2] > free[2]).any()  # a subset of the same draws' picks
+    dropped = (free[2] > 0) & (capped[2] == 0)
+    np.testing.assert_array_equal(capped[0][dropped], np.asarray(ids)[dropped])  # left unchanged
+    # The kept picks are spread over the row, not the first 30 eligible tokens.
+    assert capped[2][:, 60:101].sum() > 0.3 * capped[2].sum()
+    # A cap no row reaches changes nothing.
+    loose = [np.asarray(a) for a in
+             mask_tokens(jax.random.key(3), ids, max_predictions=100, **kw)]
+    for a, b in zip(free, loose, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_prediction_positions_gather_every_pick_in_order():
+    ids = _batch()
+    _, _, weights = mask_tokens(jax.random.key(1), ids, vocab_size=VOCAB, mask_id=MASK,
+                                special_ids=SPECIAL, max_predictions=32)
+    positions, gathered = prediction_positions(weights, 32)
+    positions, gathered, weights = (np.asarray(a) for a in (positions, gathered, weights))
+    assert positions.shape == (256, 32) and positions.dtype == np.int32
+    np.testing.assert_array_equal(gathered.sum(-1), weights.sum(-1))  # no pick lost
+    for row in range(0, 256, 17):
+        picked = np.flatnonzero(weights[row])
+        np.testing.assert_array_equal(positions[row, :len(picked)], picked)
+        assert (gathered[row, :len(picked)] == 1).all() and (gathered[row, len(picked):] == 0).all()
+    with pytest.raises(ValueError, match="max_predictions=200 is more than the sequence length"):
+        prediction_positions(weights, 200)

@@ -31,7 +31,8 @@ class DatasetEvaluator:
         def eval_step(params, batch, rng):
             batch = preprocess(batch, rng, train=False)
             with nn.logical_axis_rules(rules):
-                out, _ = model.apply({"params": params}, batch["inputs"], train=False)
+                out, _ = model.apply({"params": params}, batch["inputs"], train=False,
+                                     **task.model_kwargs(batch))
             return task.eval_sums(out, batch)
 
         self._eval_step = jax.jit(eval_step)

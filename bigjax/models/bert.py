@@ -205,11 +205,18 @@ class BertForMaskedLM(_BertFields):
         inputs: jax.Array,
         *,
         token_type_ids: jax.Array | None = None,
+        masked_positions: jax.Array | None = None,
         train: bool,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """inputs: [batch, length] ids -> logits [batch, length, vocab] (float32), aux."""
+        """inputs: [batch, length] ids -> logits [batch, length, vocab] (float32), aux.
+
+        With ``masked_positions`` [batch, P] int, logits are [batch, P, vocab]: the
+        head (and its vocabulary-sized matmul) runs at those positions only.
+        """
         bert = BertEncoder(**self.encoder_fields(), name="bert")
         hidden, aux = bert(inputs, token_type_ids=token_type_ids, train=train)
+        if masked_positions is not None:
+            hidden = jnp.take_along_axis(hidden, masked_positions[..., None], axis=1)
         c = self.config()
         logits = MlmHead(
             vocab_size=c["vocab_size"],

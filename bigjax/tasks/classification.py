@@ -15,6 +15,10 @@ class Classification:
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
 
+    def model_kwargs(self, batch: dict) -> dict:
+        """Extra keyword arguments for `model.apply`: none."""
+        return {}
+
     def loss(self, logits: jnp.ndarray, batch: dict) -> tuple[jnp.ndarray, dict]:
         """Mean cross-entropy over the batch, and the batch accuracy."""
         labels = jax.nn.one_hot(batch["label"], self.num_classes)

@@ -9,7 +9,18 @@ import optax
 
 class MaskedLM:
     """The model output is `logits: [batch, length, vocab]`; the (preprocessed) batch holds
-    `mlm_targets: int32 [batch, length]` and `mlm_weights: float32 [batch, length]`."""
+    `mlm_targets: int32 [batch, length]` and `mlm_weights: float32 [batch, length]`.
+
+    When the batch also holds `mlm_positions: int32 [batch, P]` (`pp.max_predictions`),
+    the model is asked for logits at those positions only (`model_kwargs`), and
+    targets, weights and logits are all [batch, P, ...].
+    """
+
+    def model_kwargs(self, batch: dict) -> dict:
+        """Extra keyword arguments for `model.apply`: the positions to predict, if given."""
+        if "mlm_positions" in batch:
+            return {"masked_positions": batch["mlm_positions"]}
+        return {}
 
     def loss(self, logits: jnp.ndarray, batch: dict) -> tuple[jnp.ndarray, dict]:
         """Mean cross-entropy over masked tokens, and the MLM accuracy."""
