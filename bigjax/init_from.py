@@ -13,14 +13,9 @@ import os
 import jax
 import numpy as np
 
-from bigjax import checkpoint
+from bigjax import checkpoint, param_paths
 
 log = logging.getLogger("bigjax")
-
-
-def _flatten(tree) -> dict[str, object]:
-    return {"/".join(str(getattr(k, "key", k)) for k in path): leaf
-            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def read_source_params(source: str, scan_layers: bool = False) -> dict:
@@ -47,12 +42,12 @@ def merge_params(fresh, source: dict):
 
     Returns `(params, report)`, report = {"loaded": [...], "new": [...], "unused": [...]}.
     """
-    source_flat = _flatten(source)
+    source_flat = param_paths.flatten(source)
     report = {"loaded": [], "new": [], "unused": []}
     paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(fresh)
     merged = []
     for path, leaf in paths_leaves:
-        name = "/".join(str(getattr(k, "key", k)) for k in path)
+        name = param_paths.path_name(path)
         value = source_flat.get(name)
         if value is not None and tuple(np.shape(value)) == tuple(leaf.shape):
             value = np.asarray(value, leaf.dtype)

@@ -4,7 +4,9 @@ Weight decay skips biases and norm scales (params with fewer than 2 dims). For
 adam/adamw it is decoupled (AdamW); for sgd it is added to the gradient before
 momentum (the classic form: with momentum m its effect is about 1/(1-m) times
 larger). Adam is `bigjax.adam`: optax's update with cheaper arithmetic and the same
-state. L1/L2 penalties are added to the loss by `regularization_penalty`.
+state. L1/L2 penalties are added to the loss by `regularization_penalty`. Frozen params
+and layer-wise LR decay (`optim.frozen`, `optim.layer_lr_decay`) are per-param
+multipliers: see `bigjax.param_lr`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from bigjax import adam
+from bigjax import adam, param_lr
 
 SCHEDULES = ("constant", "warmup_cosine", "warmup_linear")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -46,7 +48,9 @@ def _decay_mask(params):
 def make_optimizer(
     optim: ml_collections.ConfigDict, total_steps: int, adam_impl: str = "bigjax"
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """The optax chain: clip -> optimizer (with weight decay) at the schedule's rate.
+    """The optax chain: clip -> optimizer (with weight decay) at the schedule's rate, with
+    frozen params' gradients zeroed first and per-param multipliers applied last when
+    `optim.frozen` / `optim.layer_lr_decay` are set.
 
     `adam_impl="optax"` builds Adam/AdamW from optax itself instead of `bigjax.adam`
     (same numbers and state, slower; for benchmarks).
@@ -71,6 +75,12 @@ def make_optimizer(
             parts.append(impl(schedule, b1, b2, eps))
     else:
         raise ValueError(f"Unknown config.optim.name {name!r}; choose one of {OPTIMIZERS}.")
+    frozen = param_lr.frozen_patterns(optim.get("frozen"))
+    layer_decay = optim.get("layer_lr_decay")
+    if frozen:
+        parts.insert(0, param_lr.scale_by_lr_multipliers(frozen, log_summary=False))
+    if frozen or layer_decay is not None:
+        parts.append(param_lr.scale_by_lr_multipliers(frozen, layer_decay))
     return optax.chain(*parts), schedule
 
 

@@ -70,7 +70,10 @@ def bert_classification(name: str, eval_split: str, num_classes: int, max_len: i
     config.label_smoothing = 0.0
     config.optim = dict(name="adamw", learning_rate=5e-5, schedule="warmup_linear",
                         warmup_steps=None, warmup_epochs=0.1, weight_decay=0.01, l1=0.0, l2=0.0,
-                        grad_clip_norm=1.0, momentum=0.9)
+                        grad_clip_norm=1.0, momentum=0.9,
+                        # Regexes of params never updated, e.g. "bert/embeddings/"; and
+                        # layer i of L learns at layer_lr_decay ** (L - i) x the rate.
+                        frozen="", layer_lr_decay=None)
     config.batch_size = 32
     config.eval_batch_size = 128
     # Eval runs shortest texts first, each batch cut to its longest row rounded up to a

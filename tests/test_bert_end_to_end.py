@@ -3,7 +3,10 @@
 import json
 import os
 
+import numpy as np
 import pytest
+
+from bigjax import checkpoint, init_from, param_paths
 
 from conftest import last_json_line, run_cli
 
@@ -14,7 +17,10 @@ RUNS = ["imdb_bert.py:runlocal", "imdb_bert.py:tiny,runlocal", "sst2_bert.py:run
 @pytest.mark.slow
 @pytest.mark.parametrize("config", RUNS)
 def test_classification_runlocal(config, tmp_path, real_data_dir, minilm):
-    proc = run_cli("main", f"--config=configs/{config}", f"--workdir={tmp_path}")
+    # AG News also fine-tunes with frozen embeddings and layer-wise LR decay.
+    extra = (["--config.optim.frozen=bert/embeddings/", "--config.optim.layer_lr_decay=0.8"]
+             if config.startswith("agnews") else [])
+    proc = run_cli("main", f"--config=configs/{config}", f"--workdir={tmp_path}", *extra)
     final = last_json_line(proc.stdout)
     assert final["num_examples"] == 96 and {"precision", "recall", "f1"} <= set(final)
     if "tiny" not in config:
@@ -22,6 +28,19 @@ def test_classification_runlocal(config, tmp_path, real_data_dir, minilm):
         assert "loaded 103 params" in line and "classifier/kernel" in line
     if config == "sst2_bert.py:runlocal":  # short sentences: eval batches were cut
         _check_trimmed_eval_matches_full_width(str(tmp_path), final)
+    if extra:
+        _check_only_the_frozen_params_kept_their_minilm_values(str(tmp_path))
+
+
+def _check_only_the_frozen_params_kept_their_minilm_values(workdir: str) -> None:
+    trained = param_paths.flatten(checkpoint.read_params_to_host(workdir))
+    source = param_paths.flatten(init_from.read_source_params("minilm"))
+    frozen = [k for k in trained if k.startswith("bert/embeddings/")]
+    assert len(frozen) == 5  # word, position, token-type embeddings and their norm
+    for name in frozen:
+        np.testing.assert_array_equal(trained[name], source[name])
+    moved = "bert/encoder/layers_0/mlp/wi/kernel"
+    assert not np.array_equal(trained[moved], source[moved])
 
 
 def _check_trimmed_eval_matches_full_width(workdir: str, final: dict) -> None:

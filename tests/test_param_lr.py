@@ -1,0 +1,120 @@
+"""Frozen params and layer-wise LR decay (bigjax.param_lr) through optim.make_optimizer."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from bigjax import optim, param_lr
+from bigjax.models.bert import BertForSequenceClassification
+from bigjax.models.layers.encoder import stack_layer_params
+
+SMALL = dict(variant="tiny", vocab_size=50, hidden=16, heads=2, mlp_dim=32, max_len=8,
+             num_layers=3, num_classes=2)
+
+
+def _optim(**kw):
+    base = dict(name="adamw", learning_rate=0.1, schedule="constant", warmup_steps=0,
+                weight_decay=0.1, grad_clip_norm=0.5)
+    return ml_collections.ConfigDict({**base, **kw})
+
+
+def _bert_params(scan_layers=False):
+    model = BertForSequenceClassification(**SMALL, scan_layers=scan_layers)
+    return nn.unbox(model.init(jax.random.key(0), jnp.ones((1, 8), jnp.int32),
+                               train=False)["params"])
+
+
+def _grads(params, seed=1):
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    return treedef.unflatten([jax.random.normal(k, p.shape) for k, p in zip(keys, leaves,
+                                                                            strict=True)])
+
+
+def _run(tx, params, steps=3):
+    state = tx.init(params)
+    for step in range(steps):
+        updates, state = tx.update(_grads(params, step), state, params)
+        params = jax.tree.map(lambda p, u: p + u, params, updates)
+    return params
+
+
+def test_frozen_params_never_move_and_do_not_count_in_clipping():
+    params = {"encoder": {"w": jnp.ones((4, 4)), "b": jnp.ones(4)}, "head": jnp.ones((4, 2))}
+    tx, _ = optim.make_optimizer(_optim(frozen="encoder/"), 10)
+    after = _run(tx, params)
+    for name in ("w", "b"):
+        np.testing.assert_array_equal(after["encoder"][name], params["encoder"][name])
+    # The head moves exactly as if the frozen params did not exist: their gradients
+    # are left out of the global-norm clip and of weight decay.
+    alone, _ = optim.make_optimizer(_optim(), 10)
+    state = alone.init({"head": params["head"]})
+    head = params["head"]
+    for step in range(3):
+        g = {"head": _grads(params, step)["head"]}
+        updates, state = alone.update(g, state, {"head": head})
+        head = head + updates["head"]
+    np.testing.assert_allclose(after["head"], head, rtol=1e-6)
+    assert not np.allclose(after["head"], params["head"])
+
+
+def test_layer_decay_multipliers_by_depth():
+    params = _bert_params()
+    m = param_lr.lr_multipliers(params, layer_decay=0.5)
+    layers = m["bert"]["encoder"]
+    for i in range(3):  # layer i of 3: 0.5 ** (3 - i)
+        assert set(jax.tree.leaves(layers[f"layers_{i}"])) == {0.5 ** (3 - i)}
+    assert set(jax.tree.leaves(m["bert"]["embeddings"])) == {0.5 ** 4}
+    assert set(jax.tree.leaves(m["pooler"])) == {1.0}
+    assert set(jax.tree.leaves(m["classifier"])) == {1.0}
+
+
+def test_scanned_layers_get_the_same_multipliers_as_unscanned():
+    unscanned = _bert_params()
+    scanned = _bert_params(scan_layers=True)
+    m_unscanned = param_lr.lr_multipliers(unscanned, layer_decay=0.7)
+    m_scanned = param_lr.lr_multipliers(scanned, layer_decay=0.7)
+    # Expand the unscanned per-layer floats to leaf-shaped arrays, then stack them.
+    expanded = jax.tree.map(lambda m, p: np.full(p.shape, m, np.float32), m_unscanned, unscanned)
+    expanded["bert"]["encoder"] = stack_layer_params(expanded["bert"]["encoder"], 3)
+    broadcast = jax.tree.map(lambda m, p: np.broadcast_to(np.asarray(m, np.float32), p.shape),
+                             m_scanned, scanned)
+    jax.tree.map(np.testing.assert_allclose, broadcast, expanded)
+
+
+def test_layer_decay_scales_the_sgd_step():
+    params = _bert_params()
+    tx, _ = optim.make_optimizer(_optim(name="sgd", weight_decay=0.0, grad_clip_norm=None,
+                                        layer_lr_decay=0.5), 10)
+    grads = _grads(params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    enc = "bert", "encoder"
+    layer0 = updates[enc[0]][enc[1]]["layers_0"]["mlp"]["wi"]["kernel"]
+    grad0 = grads[enc[0]][enc[1]]["layers_0"]["mlp"]["wi"]["kernel"]
+    np.testing.assert_allclose(layer0, -0.1 * 0.5 ** 3 * grad0, rtol=1e-6)
+    np.testing.assert_allclose(updates["classifier"]["kernel"],
+                               -0.1 * grads["classifier"]["kernel"], rtol=1e-6)
+
+
+def test_bad_settings_fail_when_the_state_is_built():
+    params = {"dense": {"kernel": jnp.ones((2, 2))}}
+    tx, _ = optim.make_optimizer(_optim(frozen="encoder/"), 10)
+    with pytest.raises(ValueError, match="'encoder/' matches no param"):
+        tx.init(params)
+    tx, _ = optim.make_optimizer(_optim(layer_lr_decay=0.9), 10)
+    with pytest.raises(ValueError, match="needs a model with a transformer stack"):
+        tx.init(params)
+    tx, _ = optim.make_optimizer(_optim(layer_lr_decay=1.5), 10)
+    with pytest.raises(ValueError, match="must be in"):
+        tx.init(_bert_params())
+    with pytest.raises(ValueError, match="not a regular expression"):
+        optim.make_optimizer(_optim(frozen="layers_[0"), 10)
+
+
+def test_frozen_accepts_a_comma_separated_string_or_a_list():
+    assert param_lr.frozen_patterns("a/, b/ ,") == ("a/", "b/")
+    assert param_lr.frozen_patterns(["a/", "b/"]) == ("a/", "b/")
+    assert param_lr.frozen_patterns("") == () and param_lr.frozen_patterns(None) == ()
