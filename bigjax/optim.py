@@ -78,7 +78,7 @@ def make_optimizer(
     frozen = param_lr.frozen_patterns(optim.get("frozen"))
     layer_decay = optim.get("layer_lr_decay")
     if frozen:
-        parts.insert(0, param_lr.scale_by_lr_multipliers(frozen, log_summary=False))
+        parts.insert(0, param_lr.scale_by_lr_multipliers(frozen))
     if frozen or layer_decay is not None:
         parts.append(param_lr.scale_by_lr_multipliers(frozen, layer_decay))
     return optax.chain(*parts), schedule

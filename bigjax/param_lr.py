@@ -4,15 +4,15 @@
 searched in each param's path, e.g. ``"bert/embeddings/"``. A matching param
 is never updated: its gradient is zeroed before clipping (so it does not count
 in the global norm or the Adam moments) and its update, weight decay included,
-is zeroed after.
+is zeroed after. (The logged ``train/grad_norm`` is still that of all gradients.)
 
 `config.optim.layer_lr_decay = d` (0 < d <= 1): in a model with a transformer
 stack of L layers (params under ``layers_<i>``, or a scanned ``layers`` with a
 leading [layers] axis), layer i's update is scaled by d^(L - i), the
 embeddings' (paths with an ``embeddings`` part) by d^(L + 1), and everything
 else (pooler, heads, final norms) by 1: lower layers, which hold the most
-general pretrained features, move least (the fine-tuning recipe of ELECTRA
-and BEiT).
+general pretrained features, move least (BEiT's fine-tuning recipe). A decoder
+tied to the word embeddings (the MLM head's) learns at the embeddings' rate.
 
 Multipliers are Python constants computed from the tree's paths when the step
 is traced; the transformations are stateless.
@@ -20,18 +20,16 @@ is traced; the transformations are stateless.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax.core import meta
 
 from bigjax import param_paths
-
-log = logging.getLogger("bigjax")
 
 _LAYER = re.compile(r"^layers_(\d+)$")
 
@@ -75,8 +73,10 @@ def lr_multipliers(tree, frozen: Sequence[str] = (), layer_decay: float | None =
     flat = {name: tuple(np.shape(leaf)) for name, leaf in param_paths.flatten(tree).items()}
     for p in frozen:
         if not any(re.search(p, name) for name in flat):
-            raise ValueError(f"config.optim.frozen: {p!r} matches no param; params are named "
-                             f"like {next(iter(flat), '?')!r}.")
+            raise ValueError(
+                f"config.optim.frozen: {p!r} matches no param; params are named like "
+                f"{next(iter(flat), '?')!r}. (With scan_layers the stack is one 'layers' "
+                "param per weight, so single layers cannot be frozen.)")
     num_layers = _num_layers(flat) if layer_decay is not None else 0
     if layer_decay is not None:
         if not 0 < layer_decay <= 1:
@@ -108,30 +108,36 @@ def lr_multipliers(tree, frozen: Sequence[str] = (), layer_decay: float | None =
 
 
 def scale_by_lr_multipliers(
-    frozen: Sequence[str] = (), layer_decay: float | None = None, log_summary: bool = True
+    frozen: Sequence[str] = (), layer_decay: float | None = None
 ) -> optax.GradientTransformation:
-    """Multiplies each update by its `lr_multipliers` entry (stateless); at init, validates
-    the settings against the params and (with `log_summary`) logs how many arrays are
-    frozen, scaled, or at the full rate."""
+    """Multiplies each update by its `lr_multipliers` entry (stateless); frozen updates
+    become exact zeros (a NaN gradient there does not spread). `init` validates the
+    settings against the params, so a bad pattern fails before the first step."""
 
     def init(params):
-        params = meta.unbox(params)  # the train state's init passes logically boxed params
-        multipliers = lr_multipliers(params, frozen, layer_decay)  # validates now, not mid-run
-        if not log_summary:
-            return optax.EmptyState()
-        counts = {}
-        for m in jax.tree.leaves(multipliers):
-            key = "frozen" if np.all(np.asarray(m) == 0) else "scaled" if np.any(
-                np.asarray(m) != 1) else "full"
-            counts[key] = counts.get(key, 0) + 1
-        log.info("optim: per-param learning rates (frozen=%s, layer_lr_decay=%s): %s arrays",
-                 list(frozen), layer_decay, counts)
+        lr_multipliers(meta.unbox(params), frozen, layer_decay)  # the state's init passes boxed
         return optax.EmptyState()
 
     def update(updates, state, params=None):
         del params
         multipliers = lr_multipliers(updates, frozen, layer_decay)
-        scaled = jax.tree.map(lambda u, m: u * np.asarray(m, u.dtype), updates, multipliers)
+        scaled = jax.tree.map(
+            lambda u, m: jnp.zeros_like(u) if _is_zero(m) else u * np.asarray(m, u.dtype),
+            updates, multipliers)
         return scaled, state
 
     return optax.GradientTransformation(init, update)
+
+
+def _is_zero(m) -> bool:
+    return isinstance(m, float) and m == 0.0
+
+
+def describe(params, frozen: Sequence[str] = (), layer_decay: float | None = None) -> str:
+    """One log line: how many arrays are frozen, scaled, or at the full rate."""
+    counts = {"frozen": 0, "scaled": 0, "full rate": 0}
+    for m in jax.tree.leaves(lr_multipliers(params, frozen, layer_decay)):
+        key = "frozen" if _is_zero(m) else "full rate" if np.all(np.asarray(m) == 1) else "scaled"
+        counts[key] += 1
+    return (f"per-param learning rates (frozen={list(frozen)}, layer_lr_decay={layer_decay}): "
+            + ", ".join(f"{n} arrays {k}" for k, n in counts.items()))

@@ -73,7 +73,7 @@ def bert_classification(name: str, eval_split: str, num_classes: int, max_len: i
                         grad_clip_norm=1.0, momentum=0.9,
                         # Regexes of params never updated, e.g. "bert/embeddings/"; and
                         # layer i of L learns at layer_lr_decay ** (L - i) x the rate.
-                        frozen="", layer_lr_decay=None)
+                        frozen=None, layer_lr_decay=None)
     config.batch_size = 32
     config.eval_batch_size = 128
     # Eval runs shortest texts first, each batch cut to its longest row rounded up to a

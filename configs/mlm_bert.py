@@ -34,7 +34,7 @@ def get_config(arg=None):
     config.task = "mlm"
     config.optim = dict(name="adamw", learning_rate=1e-3, schedule="warmup_linear",
                         warmup_steps=None, warmup_epochs=0.25, weight_decay=0.01, l1=0.0, l2=0.0,
-                        grad_clip_norm=1.0, momentum=0.9)
+                        grad_clip_norm=1.0, momentum=0.9, frozen=None, layer_lr_decay=None)
     config.batch_size = 64
     config.eval_batch_size = 250
     config.total_steps = None

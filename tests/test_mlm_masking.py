@@ -1,10 +1,14 @@
 """BERT dynamic masking: rates, exclusions, determinism, jit, the per-row cap."""
 
+import types
+
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
+from bigjax.pp.text import make_preprocess
 from bigjax.tasks.mlm_masking import mask_tokens, prediction_positions
 
 VOCAB, MASK, SPECIAL = 1000, 4, (1, 2, 3, 4)  # 0 = [PAD]
@@ -84,14 +88,45 @@ def test_max_predictions_caps_each_row_at_a_random_subset_of_its_picks():
 def test_prediction_positions_gather_every_pick_in_order():
     ids = _batch()
     _, _, weights = mask_tokens(jax.random.key(1), ids, vocab_size=VOCAB, mask_id=MASK,
-                                special_ids=SPECIAL, max_predictions=32)
+                                special_ids=SPECIAL, mask_prob=0.5, max_predictions=32)
     positions, gathered = prediction_positions(weights, 32)
     positions, gathered, weights = (np.asarray(a) for a in (positions, gathered, weights))
     assert positions.shape == (256, 32) and positions.dtype == np.int32
-    np.testing.assert_array_equal(gathered.sum(-1), weights.sum(-1))  # no pick lost
+    assert (weights.sum(-1) == 32).all()  # every row reached the cap...
+    np.testing.assert_array_equal(gathered.sum(-1), weights.sum(-1))  # ...and lost no pick
     for row in range(0, 256, 17):
-        picked = np.flatnonzero(weights[row])
+        np.testing.assert_array_equal(positions[row], np.flatnonzero(weights[row]))
+    # Rows with fewer picks: the picks in order, then unweighted filler positions.
+    _, _, sparse = mask_tokens(jax.random.key(1), ids, vocab_size=VOCAB, mask_id=MASK,
+                               special_ids=SPECIAL, mask_prob=0.05, max_predictions=32)
+    positions, gathered = (np.asarray(a) for a in prediction_positions(sparse, 32))
+    sparse = np.asarray(sparse)
+    for row in range(0, 256, 17):
+        picked = np.flatnonzero(sparse[row])
         np.testing.assert_array_equal(positions[row, :len(picked)], picked)
         assert (gathered[row, :len(picked)] == 1).all() and (gathered[row, len(picked):] == 0).all()
-    with pytest.raises(ValueError, match="max_predictions=200 is more than the sequence length"):
-        prediction_positions(weights, 200)
+
+
+def test_batches_shorter_than_the_cap_predict_every_position():
+    """Eval batches cut to their longest row may be shorter than max_predictions."""
+    weights = jnp.zeros((4, 16)).at[:, 3].set(1.0)
+    positions, gathered = prediction_positions(weights, 32)
+    assert positions.shape == gathered.shape == (4, 16)
+    assert (np.asarray(positions)[:, 0] == 3).all() and float(gathered.sum()) == 4
+    # Through the preprocessing, at two widths: [batch, P] when wider, else [batch, width].
+    tokenizer = types.SimpleNamespace(vocab_size=VOCAB, mask_id=MASK, special_ids=SPECIAL,
+                                      pad_id=0)
+    pp = make_preprocess(ml_collections.ConfigDict(dict(kind="text_mlm", max_predictions=10)),
+                         tokenizer)
+    for width, predicted in ((32, 10), (8, 8)):
+        batch = pp({"input_ids": _batch()[:, :width]}, jax.random.key(0), train=False)
+        assert batch["inputs"].shape == (256, width)
+        for key in ("mlm_positions", "mlm_targets", "mlm_weights"):
+            assert batch[key].shape == (256, predicted)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5])
+def test_max_predictions_must_be_a_positive_int(bad):
+    pp = ml_collections.ConfigDict(dict(kind="text_mlm", max_predictions=bad))
+    with pytest.raises(ValueError, match="max_predictions=.* must be a positive int"):
+        make_preprocess(pp, tokenizer=None)

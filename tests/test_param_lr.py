@@ -118,3 +118,33 @@ def test_frozen_accepts_a_comma_separated_string_or_a_list():
     assert param_lr.frozen_patterns("a/, b/ ,") == ("a/", "b/")
     assert param_lr.frozen_patterns(["a/", "b/"]) == ("a/", "b/")
     assert param_lr.frozen_patterns("") == () and param_lr.frozen_patterns(None) == ()
+
+
+def test_layer_decay_on_scanned_layers_through_the_optimizer():
+    params = _bert_params(scan_layers=True)
+    tx, _ = optim.make_optimizer(_optim(name="sgd", weight_decay=0.0, grad_clip_norm=None,
+                                        layer_lr_decay=0.5), 10)
+    grads = _grads(params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    stacked = updates["bert"]["encoder"]["layers"]["mlp"]["wi"]["kernel"]  # [layers, ...]
+    grad = grads["bert"]["encoder"]["layers"]["mlp"]["wi"]["kernel"]
+    for i in range(3):
+        np.testing.assert_allclose(stacked[i], -0.1 * 0.5 ** (3 - i) * grad[i], rtol=1e-6)
+
+
+def test_a_nan_gradient_on_a_frozen_param_does_not_spread():
+    params = {"encoder": {"w": jnp.ones((2, 2))}, "head": jnp.ones((2, 2))}
+    tx, _ = optim.make_optimizer(_optim(frozen="encoder/"), 10)
+    grads = {"encoder": {"w": jnp.full((2, 2), jnp.nan)}, "head": jnp.ones((2, 2))}
+    updates, _ = tx.update(grads, tx.init(params), params)
+    assert np.isfinite(updates["head"]).all() and (updates["encoder"]["w"] == 0).all()
+
+
+def test_describe_counts_frozen_scaled_and_full_rate_arrays():
+    params = _bert_params()
+    line = param_lr.describe(params, ("bert/embeddings/",), 0.9)
+    n_embed = len(jax.tree.leaves(params["bert"]["embeddings"]))
+    n_layers = len(jax.tree.leaves(params["bert"]["encoder"]))
+    n_rest = len(jax.tree.leaves(params)) - n_embed - n_layers
+    assert (f"{n_embed} arrays frozen, {n_layers} arrays scaled, {n_rest} arrays full rate"
+            in line)

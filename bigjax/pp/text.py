@@ -24,11 +24,15 @@ def make_preprocess(pp: ml_collections.ConfigDict, tokenizer: WordPieceTokenizer
     """
     if pp.kind == "text":
         return lambda batch, rng, train: {**batch, "inputs": batch["input_ids"]}
+    max_predictions = pp.get("max_predictions")
+    if max_predictions is not None and (not isinstance(max_predictions, int)
+                                        or max_predictions < 1):
+        raise ValueError(f"config.pp.max_predictions={max_predictions!r} must be a positive "
+                         "int (tokens predicted per row), or None for every position.")
 
     def mlm(batch: dict, rng: jax.Array, train: bool) -> dict:
         if rng is None:
             rng = jax.random.PRNGKey(0)
-        max_predictions = pp.get("max_predictions")
         masked, targets, weights = mask_tokens(
             rng, batch["input_ids"], vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id,
             special_ids=tokenizer.special_ids, mask_prob=pp.get("mask_prob", 0.15),

@@ -19,7 +19,7 @@ def mask_tokens(
     pad_id: int = 0,
     max_predictions: int | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Picks tokens to predict and corrupts them as BERT does.
+    """Picks tokens to predict and corrupts them as BERT does (``input_ids`` is 2-D).
 
     Each token that is neither ``pad_id`` nor in ``special_ids`` is picked with
     probability ``mask_prob``; a picked token becomes ``mask_id`` with
@@ -52,8 +52,9 @@ def mask_tokens(
     if max_predictions is not None and max_predictions < input_ids.shape[-1]:
         # Given a pick, its draw is uniform on [0, mask_prob): the max_predictions
         # smallest draws are a uniformly random subset of the row's picks.
-        kth_smallest = -jax.lax.top_k(-draw, max_predictions)[0][..., -1:]
-        picked &= draw <= kth_smallest
+        smallest = jax.lax.top_k(-draw, max_predictions)[1]  # [batch, P] positions
+        rows = jnp.arange(input_ids.shape[0])[:, None]
+        picked &= jnp.zeros(input_ids.shape, bool).at[rows, smallest].set(True)
     how = jax.random.uniform(how_key, input_ids.shape)
     random_ids = jax.random.randint(random_key, input_ids.shape, 0, vocab_size, input_ids.dtype)
     masked_ids = jnp.where(picked & (how < 0.8), jnp.asarray(mask_id, input_ids.dtype), input_ids)
@@ -69,17 +70,16 @@ def prediction_positions(
     Args:
       weights: [batch, length] float, 1 at picked positions (from ``mask_tokens``
         with the same ``max_predictions``, so no row has more picks).
-      max_predictions: P, static.
+      max_predictions: P, static. A batch shorter than P (e.g. an eval batch cut to
+        its longest row) gives all its positions: P becomes ``length``.
 
     Returns:
-      positions [batch, P] int32: the picked positions in ascending order, then
-        filler positions (unpicked, weight 0);
-      gathered_weights [batch, P] float32: ``weights`` at ``positions``.
+      positions [batch, min(P, length)] int32: the picked positions in ascending
+        order, then filler positions (unpicked, weight 0);
+      gathered_weights [batch, min(P, length)] float32: ``weights`` at ``positions``.
     """
     length = weights.shape[-1]
-    if max_predictions > length:
-        raise ValueError(f"max_predictions={max_predictions} is more than the sequence length "
-                         f"{length}; use at most {length}, or None to predict every position.")
+    max_predictions = min(max_predictions, length)
     # Picked positions first (in order), then the rest: top_k of a score that
     # prefers picks, then earlier positions.
     score = weights * length - jnp.arange(length, dtype=weights.dtype)
