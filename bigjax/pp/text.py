@@ -20,7 +20,7 @@ def make_preprocess(pp: ml_collections.ConfigDict, tokenizer: WordPieceTokenizer
     fixed key is used. With `pp.max_predictions = P` a row predicts at most P
     tokens, and `mlm_positions`, `mlm_targets`, `mlm_weights` are [batch, P]: the
     MLM head then computes vocabulary logits at those positions only (BERT's
-    `max_predictions_per_seq`; ~5x faster for a small model).
+    `max_predictions_per_seq`; 3x faster train steps for the tiny BERT).
     """
     if pp.kind == "text":
         return lambda batch, rng, train: {**batch, "inputs": batch["input_ids"]}
