@@ -49,15 +49,23 @@ def frozen_patterns(frozen: str | Sequence[str] | None) -> tuple[str, ...]:
     return patterns
 
 
+def _layer_index(parts: list[str]) -> int | None:
+    """i when a path part is ``layers_<i>`` (an unscanned stack's layer), else None."""
+    for part in parts:
+        match = _LAYER.match(part)
+        if match:
+            return int(match.group(1))
+    return None
+
+
 def _num_layers(names: dict[str, tuple]) -> int:
     """L: the number of layers of the tree's transformer stack (0 when it has none)."""
     count = 0
     for name, shape in names.items():
         parts = name.split("/")
-        for part in parts:
-            match = _LAYER.match(part)
-            if match:
-                count = max(count, int(match.group(1)) + 1)
+        index = _layer_index(parts)
+        if index is not None:
+            count = max(count, index + 1)
         if "layers" in parts and shape:
             count = max(count, shape[0])
     return count
@@ -93,10 +101,9 @@ def lr_multipliers(tree, frozen: Sequence[str] = (), layer_decay: float | None =
         if layer_decay is None:
             return 1.0
         parts = name.split("/")
-        for part in parts:
-            match = _LAYER.match(part)
-            if match:
-                return float(layer_decay ** (num_layers - int(match.group(1))))
+        index = _layer_index(parts)
+        if index is not None:
+            return float(layer_decay ** (num_layers - index))
         if "layers" in parts:  # scanned: one multiplier per slice of the leading axis
             per_layer = layer_decay ** (num_layers - np.arange(num_layers, dtype=np.float64))
             return per_layer.astype(np.float32).reshape((-1,) + (1,) * (np.ndim(leaf) - 1))
