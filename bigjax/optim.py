@@ -75,8 +75,7 @@ def make_optimizer(
             parts.append(impl(schedule, b1, b2, eps))
     else:
         raise ValueError(f"Unknown config.optim.name {name!r}; choose one of {OPTIMIZERS}.")
-    frozen = param_lr.frozen_patterns(optim.get("frozen"))
-    layer_decay = optim.get("layer_lr_decay")
+    frozen, layer_decay = param_lr.settings(optim)
     if frozen:
         parts.insert(0, param_lr.scale_by_lr_multipliers(frozen))
     if frozen or layer_decay is not None:

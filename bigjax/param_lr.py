@@ -49,6 +49,11 @@ def frozen_patterns(frozen: str | Sequence[str] | None) -> tuple[str, ...]:
     return patterns
 
 
+def settings(optim) -> tuple[tuple[str, ...], float | None]:
+    """`(frozen patterns, layer_lr_decay)` from `config.optim`; `((), None)`: all at full rate."""
+    return frozen_patterns(optim.get("frozen")), optim.get("layer_lr_decay")
+
+
 def _layer_index(parts: list[str]) -> int | None:
     """i when a path part is ``layers_<i>`` (an unscanned stack's layer), else None."""
     for part in parts:
@@ -140,8 +145,12 @@ def _is_zero(m) -> bool:
     return isinstance(m, float) and m == 0.0
 
 
-def describe(params, frozen: Sequence[str] = (), layer_decay: float | None = None) -> str:
-    """One log line: how many arrays are frozen, scaled, or at the full rate."""
+def describe(params, optim) -> str | None:
+    """One log line for `config.optim`'s settings: how many arrays are frozen, scaled, or at
+    the full rate; None when every param learns at the full rate."""
+    frozen, layer_decay = settings(optim)
+    if not frozen and layer_decay is None:
+        return None
     counts = {"frozen": 0, "scaled": 0, "full rate": 0}
     for m in jax.tree.leaves(lr_multipliers(params, frozen, layer_decay)):
         key = "frozen" if _is_zero(m) else "full rate" if np.all(np.asarray(m) == 1) else "scaled"

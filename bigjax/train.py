@@ -293,9 +293,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state, step = restore_or_init(exp, checkpointer)
     log.info("Mesh %s; %d steps (%d per epoch); params:\n%s", dict(exp.mesh.shape),
              exp.total_steps, spe, sharding.describe(state.params))
-    frozen = param_lr.frozen_patterns(config.optim.get("frozen"))
-    if frozen or config.optim.get("layer_lr_decay") is not None:
-        log.info(param_lr.describe(state.params, frozen, config.optim.layer_lr_decay))
+    lr_line = param_lr.describe(state.params, config.optim)
+    if lr_line:
+        log.info(lr_line)
     evaluator = DatasetEvaluator(exp.model, exp.task, exp.preprocess, exp.eval_data,
                                  config.eval_batch_size, exp.mesh, exp.rules,
                                  config.get("eval_trim_multiple"))

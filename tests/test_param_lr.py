@@ -142,9 +142,10 @@ def test_a_nan_gradient_on_a_frozen_param_does_not_spread():
 
 def test_describe_counts_frozen_scaled_and_full_rate_arrays():
     params = _bert_params()
-    line = param_lr.describe(params, ("bert/embeddings/",), 0.9)
+    line = param_lr.describe(params, _optim(frozen="bert/embeddings/", layer_lr_decay=0.9))
     n_embed = len(jax.tree.leaves(params["bert"]["embeddings"]))
     n_layers = len(jax.tree.leaves(params["bert"]["encoder"]))
     n_rest = len(jax.tree.leaves(params)) - n_embed - n_layers
     assert (f"{n_embed} arrays frozen, {n_layers} arrays scaled, {n_rest} arrays full rate"
             in line)
+    assert param_lr.describe(params, _optim()) is None  # nothing to report
