@@ -2,16 +2,23 @@
 
 Saves are asynchronous (training continues while the files are written) and
 only complete checkpoints are ever listed, so the newest one is always safe to
-resume from. `keep` bounds how many are kept.
+resume from. `keep` bounds how many are kept. Restores read straight onto the
+target shardings: each device reads only its shards, from whatever mesh wrote them.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from bigjax import param_paths
+
+# The parts of a saved state that describe the model (what eval and init_from need).
+MODEL_PARTS = ("params", "model_state")
 
 
 class Checkpointer:
@@ -45,23 +52,36 @@ class Checkpointer:
             force=True,
         )
 
-    def restore(self, step: int, abstract_state):
-        """Checkpoint `step` onto the shardings of `abstract_state` (ShapeDtypeStructs).
-
-        Returns `(state, data_position)`; the state may come from another mesh.
-        """
+    def _check_step(self, step: int) -> None:
         if step not in self._manager.all_steps():  # a clearer message than Orbax's
             raise FileNotFoundError(
                 f"No complete checkpoint for step {step} in {self.directory}; "
                 f"available: {self.all_steps()}."
             )
-        restored = self._manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()
-            ),
-        )
-        return restored["state"], restored["data"]
+
+    def restore(self, step: int, abstract_state):
+        """Checkpoint `step` onto the shardings of `abstract_state` (ShapeDtypeStructs).
+
+        Returns `(state, data_position)`; the state may come from another mesh. Parts of
+        the state that an older checkpoint lacks (empty `model_state` / `techniques` of
+        runs saved before they existed) keep their (empty) abstract value.
+        """
+        self._check_step(step)
+        path = os.path.join(self.directory, str(step), "state")
+        target = abstract_state.replace(**restore_parts(path, _as_dict(abstract_state)))
+        data = self._manager.restore(step, args=ocp.args.Composite(data=ocp.args.JsonRestore()))
+        return target, data["data"]
+
+    def restore_model(self, step: int, abstract_variables: dict) -> dict:
+        """Only `params` and `model_state` of checkpoint `step` (never optimizer moments),
+        onto the shardings of `abstract_variables` = `{"params": ..., **collections}`.
+        Returns model variables `{"params": ..., **collections}`."""
+        self._check_step(step)
+        params = abstract_variables["params"]
+        collections = {k: v for k, v in abstract_variables.items() if k != "params"}
+        path = os.path.join(self.directory, str(step), "state")
+        parts = restore_parts(path, {"params": params, "model_state": collections})
+        return {"params": parts["params"], **parts["model_state"]}
 
     def wait(self) -> None:
         """Blocks until pending saves are on disk."""
@@ -72,23 +92,61 @@ class Checkpointer:
         self._manager.close()
 
 
-def read_params_to_host(workdir: str) -> dict:
-    """The params of the newest complete checkpoint of `workdir`, as numpy arrays.
+def _as_dict(state) -> dict:
+    return {f: getattr(state, f) for f in state.__dataclass_fields__}
 
-    Reads whatever mesh wrote it (onto this process's first local device).
+
+def saved_tree(path: str) -> dict:
+    """The saved state's structure at `path` (`.../<step>/state`): nested dicts whose
+    leaves have `.shape` and `.dtype`; no array is read."""
+    return ocp.PyTreeCheckpointer().metadata(path).item_metadata.tree
+
+
+def restore_parts(path: str, parts: dict[str, Any]) -> dict[str, Any]:
+    """Reads the top-level `parts` (name -> abstract tree of ShapeDtypeStructs with
+    shardings) of the saved state at `path`, each device reading only its shards.
+
+    A part the checkpoint lacks, or an empty one, is returned as given (it must then be
+    an empty tree: a missing non-empty part is an error naming it).
     """
+    saved = saved_tree(path)
+    wanted = {k: v for k, v in parts.items() if jax.tree.leaves(v)}
+    missing = [k for k in wanted if k not in saved]
+    if missing:
+        raise ValueError(f"The checkpoint at {path} has no {', '.join(missing)}; it was "
+                         "written by another kind of run.")
+    restore_args = jax.tree.map(lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding, dtype=x.dtype),
+                                wanted)
+    restored = ocp.PyTreeCheckpointer().restore(path, args=ocp.args.PyTreeRestore(
+        item=wanted, restore_args=restore_args, partial_restore=True)) if wanted else {}
+    return {k: restored.get(k, v) for k, v in parts.items()}
+
+
+def latest_step_in(workdir: str) -> int:
+    """The newest complete checkpoint step of the run in `workdir` (error if none)."""
     checkpointer = Checkpointer(workdir, keep=None, async_save=False)
     try:
         step = checkpointer.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"No complete checkpoint in {checkpointer.directory}.")
-        return read_state_to_host(workdir, step)["params"]
     finally:
         checkpointer.close()
+    if step is None:
+        raise FileNotFoundError(f"No complete checkpoint in {checkpointer.directory}.")
+    return step
+
+
+def saved_params_shapes(workdir: str, step: int) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """`{"a/b/c": (shape, dtype)}` of the params saved in checkpoint `step`; reads no array."""
+    tree = saved_tree(os.path.join(os.path.abspath(workdir), "checkpoints", str(step), "state"))
+    flat = jax.tree_util.tree_flatten_with_path(
+        tree["params"], is_leaf=lambda x: hasattr(x, "shape"))[0]
+    return {param_paths.path_name(p): (tuple(m.shape), m.dtype) for p, m in flat}
 
 
 def read_state_to_host(workdir: str, step: int) -> dict:
-    """The saved train state of checkpoint `step` as numpy arrays, on any number of devices."""
+    """The saved train state of checkpoint `step` as numpy arrays, on any number of devices.
+
+    For tests and small tools: it reads every array onto this process's first device.
+    """
     path = os.path.join(os.path.abspath(workdir), "checkpoints", str(step), "state")
     reader = ocp.StandardCheckpointer()
     metadata = reader.metadata(path).item_metadata

@@ -20,26 +20,30 @@ EVAL_ONLY_KEYS = ("eval_trim_multiple",)
 
 
 def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
-    """Metrics of checkpoint `step` (default: the newest) of the run in `workdir`."""
+    """Metrics of checkpoint `step` (default: the newest) of the run in `workdir`, from
+    every evaluator of the config. Reads the params and model state only (never the
+    optimizer state) straight onto this mesh; the train split is never read."""
+    from bigjax import evaluators
     from bigjax.checkpoint import Checkpointer
-    from bigjax.evaluators.dataset_eval import DatasetEvaluator
-    from bigjax.train import build_experiment
+    from bigjax.experiment import build_model_parts
     from bigjax.train_state import abstract_state
 
-    exp = build_experiment(config)
+    parts = build_model_parts(config)
+    settings = evaluators.settings_from_config(config, steps_per_epoch=1)
+    evals = evaluators.build(settings, parts.load_split, parts.model, parts.task,
+                             parts.preprocess, parts.mesh, parts.rules)
     checkpointer = Checkpointer(workdir, keep=None, async_save=False)
     try:
         step = checkpointer.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"No checkpoint in {checkpointer.directory}.")
-        abstract, _ = abstract_state(exp.init_fn, exp.mesh, exp.rules)
-        state, _ = checkpointer.restore(step, abstract)
+        abstract, _ = abstract_state(parts.variables_init(evals[0].data), parts.mesh,
+                                     parts.rules)
+        variables = checkpointer.restore_model(step, abstract)
     finally:
         checkpointer.close()
-    evaluator = DatasetEvaluator(exp.model, exp.task, exp.preprocess, exp.eval_data,
-                                 config.eval_batch_size, exp.mesh, exp.rules,
-                                 config.get("eval_trim_multiple"))
-    return {"step": step, **evaluator.run(state.params)}
+    results = {e.settings.name: e.run(variables, step) for e in evals}
+    return {"step": step, **evaluators.flatten_results(results)}
 
 
 def main(argv: list[str] | None = None) -> int:

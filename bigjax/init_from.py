@@ -1,7 +1,12 @@
 """Starting a run from another run's params or a Hugging Face BERT folder (`config.init_from`).
 
-Params are matched by their path in the tree; a param whose path is missing
-from the source, or whose shape differs (a new head), keeps its fresh
+Params are matched by their "a/b/c" path. From a bigjax workdir only the params of
+its newest checkpoint are read (never optimizer moments), each device reading its
+own shards of the new run's layout; a scanned stack (`layers` with a leading
+[layers] axis) and an unscanned one (`layers_0 ... layers_{n-1}`) load into each
+other. A source table smaller than the new one along a `vocab` axis (a vocabulary
+padded for tensor parallelism) fills its first rows. A param whose path is missing
+from the source, or whose shape differs otherwise (a new head), keeps its fresh
 initialisation. A log line lists what was loaded and what is new.
 """
 
@@ -9,25 +14,38 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from bigjax import checkpoint, param_paths
 
 log = logging.getLogger("bigjax")
+_LAYER = re.compile(r"^layers_(\d+)$")
 
 
-def read_source_params(source: str, scan_layers: bool = False) -> dict:
-    """Params (numpy) from a bigjax workdir (newest checkpoint) or a HF BERT folder
-    (`config.json` + `model.safetensors`); "minilm" names the bundled all-MiniLM-L6-v2."""
+def read_source_params(source: str, scan_layers: bool = False, like=None) -> dict:
+    """Params from a bigjax workdir (newest checkpoint) or a HF BERT folder
+    (`config.json` + `model.safetensors`; numpy); "minilm" names the bundled
+    all-MiniLM-L6-v2.
+
+    For a workdir, `like` (the new run's params, sharded) gives the layout to read
+    into: a flat `{"a/b/c": array}` of the leaves that could be matched, already on
+    `like`'s shardings. Without `like` the workdir's params come back as numpy.
+    """
     from bigjax.models import hf_bert_import
 
     if source == "minilm":
         source = hf_bert_import.minilm_folder()
     if os.path.isdir(os.path.join(source, "checkpoints")):
         log.info("init_from: reading the params of %s's newest checkpoint", source)
-        return checkpoint.read_params_to_host(source)
+        step = checkpoint.latest_step_in(source)
+        if like is None:
+            return checkpoint.read_state_to_host(source, step)["params"]
+        return read_workdir_params(source, step, like)
     if os.path.isfile(os.path.join(source, "config.json")) and os.path.isfile(
             os.path.join(source, "model.safetensors")):
         return hf_bert_import.load_hf_bert(source, scan_layers=scan_layers)[1]
@@ -36,31 +54,127 @@ def read_source_params(source: str, scan_layers: bool = False) -> dict:
         "Hugging Face folder (config.json + model.safetensors).")
 
 
-def merge_params(fresh, source: dict):
-    """`fresh` (sharded, initialised) with every leaf that `source` has at the same path and
-    shape replaced by the source's value, placed with the fresh leaf's sharding.
+def read_workdir_params(workdir: str, step: int, like) -> dict[str, jax.Array]:
+    """The params of checkpoint `step` that match `like`'s leaves, read onto their
+    shardings, converting between scanned and unscanned layer stacks.
+
+    Returns `{"a/b/c": array}` keyed by `like`'s paths.
+    """
+    saved = checkpoint.saved_params_shapes(workdir, step)
+    requests: dict[str, jax.ShapeDtypeStruct] = {}
+    plans: dict[str, tuple] = {}
+    for name, leaf in param_paths.flatten(like).items():
+        spec, mesh = leaf.sharding.spec, leaf.sharding.mesh
+        parts = name.split("/")
+        if name in saved:
+            shape = saved[name][0]
+            target = leaf.sharding if shape == tuple(leaf.shape) else NamedSharding(
+                mesh, PartitionSpec())
+            requests[name] = jax.ShapeDtypeStruct(shape, leaf.dtype, sharding=target)
+            plans[name] = ("same", name)
+        elif "layers" in parts:  # scanned here, maybe unscanned in the source
+            at = parts.index("layers")
+            names = ["/".join([*parts[:at], f"layers_{i}", *parts[at + 1:]])
+                     for i in range(leaf.shape[0])]
+            if all(n in saved and saved[n][0] == tuple(leaf.shape[1:]) for n in names):
+                per_layer = NamedSharding(mesh, PartitionSpec(*tuple(spec)[1:]))
+                for n in names:
+                    requests[n] = jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype,
+                                                       sharding=per_layer)
+                plans[name] = ("stack", names)
+        else:  # unscanned here, maybe scanned in the source
+            hits = [(i, p) for i, p in enumerate(parts) if _LAYER.match(p)]
+            if hits:
+                at, part = hits[0]
+                stacked = "/".join([*parts[:at], "layers", *parts[at + 1:]])
+                shape = saved.get(stacked, ((),))[0]
+                index = int(_LAYER.match(part).group(1))
+                if len(shape) == leaf.ndim + 1 and shape[1:] == tuple(leaf.shape) and \
+                        index < shape[0]:
+                    requests[stacked] = jax.ShapeDtypeStruct(
+                        shape, leaf.dtype, sharding=NamedSharding(mesh, PartitionSpec(None, *spec)))
+                    plans[name] = ("index", stacked, index)
+    path = os.path.join(os.path.abspath(workdir), "checkpoints", str(step), "state")
+    restored = param_paths.flatten(
+        checkpoint.restore_parts(path, {"params": _nest(requests)})["params"])
+    flat_like = param_paths.flatten(like)
+    out = {}
+    for name, plan in plans.items():
+        if plan[0] == "same":
+            out[name] = restored[plan[1]]
+        elif plan[0] == "stack":
+            out[name] = jax.jit(lambda *xs: jax.numpy.stack(xs),
+                                out_shardings=flat_like[name].sharding)(
+                *[restored[n] for n in plan[1]])
+        else:
+            out[name] = jax.jit(lambda x, i=plan[2]: x[i],
+                                out_shardings=flat_like[name].sharding)(restored[plan[1]])
+    unused = sorted(set(saved) - set(requests))
+    if unused:
+        out["__unused__"] = unused  # reported by merge_params
+    return out
+
+
+def _nest(flat: dict[str, Any]) -> dict:
+    tree: dict = {}
+    for name, value in flat.items():
+        *parents, leaf = name.split("/")
+        node = tree
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return tree
+
+
+def merge_params(fresh, source: dict, logical_specs=None):
+    """`fresh` (sharded, initialised) with every leaf that `source` has at the same path
+    and shape replaced by the source's value, placed with the fresh leaf's sharding.
+
+    `source`: a nested tree or a flat `{"a/b/c": value}`. With `logical_specs` (the
+    fresh params' PartitionSpecs of logical axis names), a source value smaller than
+    the fresh leaf only along `vocab` axes fills the leading part of it.
 
     Returns `(params, report)`, report = {"loaded": [...], "new": [...], "unused": [...]}.
     """
-    source_flat = param_paths.flatten(source)
+    source = dict(source)
+    extra_unused = source.pop("__unused__", [])
+    source_flat = {k: v for k, v in param_paths.flatten(source).items()}
+    names_flat = param_paths.flatten(logical_specs) if logical_specs is not None else {}
     report = {"loaded": [], "new": [], "unused": []}
     paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(fresh)
     merged = []
     for path, leaf in paths_leaves:
         name = param_paths.path_name(path)
         value = source_flat.get(name)
-        if value is not None and tuple(np.shape(value)) == tuple(leaf.shape):
-            value = np.asarray(value, leaf.dtype)
-            sharding = getattr(leaf, "sharding", None)
+        shape = None if value is None else tuple(np.shape(value))
+        sharding = getattr(leaf, "sharding", None)
+        if shape == tuple(leaf.shape):
+            value = value.astype(leaf.dtype) if isinstance(value, jax.Array) else \
+                np.asarray(value, leaf.dtype)
             merged.append(value if sharding is None else jax.device_put(value, sharding))
             report["loaded"].append(name)
+        elif shape is not None and _pads_vocab(shape, leaf.shape, names_flat.get(name)):
+            index = tuple(slice(0, n) for n in shape)
+            merged.append(jax.jit(lambda f, v, i=index: f.at[i].set(v.astype(f.dtype)),
+                                  out_shardings=sharding)(leaf, value))
+            report["loaded"].append(f"{name} (padded {shape} -> {tuple(leaf.shape)})")
         else:
             merged.append(leaf)
             report["new"].append(name if value is None else
-                                 f"{name} (shape {np.shape(value)} -> {tuple(leaf.shape)})")
-    used = set(report["loaded"])
-    report["unused"] = sorted(set(source_flat) - used)
+                                 f"{name} (shape {shape} -> {tuple(leaf.shape)})")
+    used = {n.split(" ")[0] for n in report["loaded"]}
+    report["unused"] = sorted((set(source_flat) - used) | set(extra_unused))
     return jax.tree_util.tree_unflatten(treedef, merged), report
+
+
+def _pads_vocab(shape, fresh_shape, spec) -> bool:
+    """Whether `shape` differs from `fresh_shape` only by being smaller on `vocab` axes."""
+    if spec is None or len(shape) != len(fresh_shape):
+        return False
+    names = list(spec) + [None] * (len(shape) - len(spec))
+    diffs = [d for d, (a, b) in enumerate(zip(shape, fresh_shape, strict=True)) if a != b]
+    return bool(diffs) and all(names[d] == "vocab" and shape[d] < fresh_shape[d]
+                               for d in diffs)
 
 
 def log_report(source: str, report: dict) -> None:

@@ -26,6 +26,10 @@ def parse_args(argv: list[str], description: str, need_config: bool):
         parser.add_argument("--config", required=True, help="configs/NAME.py[:ARG]")
     parser.add_argument("--workdir", required=True, help="where the run's files go")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (evaluate)")
+    if need_config:
+        parser.add_argument("--dry_run", action="store_true",
+                            help="compile the train step for the mesh and print params, bytes "
+                                 "per device and FLOPs per step; train nothing, write nothing")
     parser.add_argument("--distributed", action="store_true",
                         help="call jax.distributed.initialize() (TPU pods, SLURM)")
     parser.add_argument("--coordinator_address", default=None)
@@ -80,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     init_distributed(args)
+    if args.dry_run:
+        from bigjax import dry_run
+
+        return run_and_print(lambda: dry_run.report(config))
     from bigjax import train
 
     return run_and_print(lambda: train.train_and_evaluate(config, args.workdir))

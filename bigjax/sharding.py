@@ -2,12 +2,18 @@
 
 Params and activations of the transformer models carry logical axis names
 (`batch`, `embed`, `mlp`, `heads`, `kv`, `vocab`, `length`, `layers`); the
-rules map them to mesh axes. Params with no names are replicated.
+rules map them to mesh axes. Arrays with no names (MLP, CNN params) are split
+over `fsdp` along their largest divisible dimension when the mesh has an `fsdp`
+axis (`fsdp_sharding`), else replicated. Every step runs under `mesh_context`,
+so the models' activation constraints take effect.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+from collections.abc import Iterator
 
 import flax.linen as nn
 import jax
@@ -15,6 +21,8 @@ import ml_collections
 import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+log = logging.getLogger("bigjax")
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
@@ -68,9 +76,85 @@ def rules_from_config(config: ml_collections.ConfigDict):
 
 
 def state_shardings(abstract_boxed_state, mesh: Mesh, rules):
-    """NamedShardings for a state whose params carry logical names (boxed, from eval_shape)."""
+    """NamedShardings for a state whose params carry logical names (boxed, from eval_shape).
+
+    A dimension whose size the mesh axes of its rule do not divide (e.g. 2 heads on a
+    `tensor` axis of 4) is replicated instead of failing; one log line lists them.
+    """
     specs = nn.get_partition_spec(abstract_boxed_state)
-    return nn.logical_to_mesh_sharding(specs, mesh, rules)
+    shardings = nn.logical_to_mesh_sharding(specs, mesh, rules)
+    shapes = nn.meta.unbox(abstract_boxed_state)
+    replicated_dims: list[str] = []
+
+    def fit(path, named, x):
+        if not named.spec and mesh.shape["fsdp"] > 1:
+            named = fsdp_sharding(x.shape, mesh)
+        fitted, dropped = divisible_sharding(named, x.shape, mesh)
+        replicated_dims.extend(f"{jax.tree_util.keystr(path)} {d}" for d in dropped)
+        return fitted
+
+    fitted = jax.tree_util.tree_map_with_path(fit, shardings, shapes)
+    if replicated_dims:
+        log.info("Replicated instead of sharded (the mesh axes do not divide them), %d dims: "
+                 "%s%s", len(replicated_dims), "; ".join(replicated_dims[:6]),
+                 " ..." if len(replicated_dims) > 6 else "")
+    return fitted
+
+
+# Arrays without logical names smaller than this stay replicated under FSDP.
+FSDP_MIN_ELEMENTS = 2**12
+
+
+def fsdp_sharding(shape: tuple[int, ...], mesh: Mesh) -> NamedSharding:
+    """For arrays without logical names (MLP, CNN): big_vision's FSDP tactic, the largest
+    dimension that the `fsdp` axis divides is sharded over it (arrays with fewer than
+    FSDP_MIN_ELEMENTS elements, or no such dimension, stay replicated)."""
+    size = mesh.shape["fsdp"]
+    spec: list = [None] * len(shape)
+    if math.prod(shape) >= FSDP_MIN_ELEMENTS:
+        for dim in sorted(range(len(shape)), key=lambda d: -shape[d]):
+            if shape[dim] % size == 0:
+                spec[dim] = "fsdp"
+                break
+    return NamedSharding(mesh, PartitionSpec(*spec))
+
+
+def divisible_sharding(named: NamedSharding, shape: tuple[int, ...],
+                       mesh: Mesh) -> tuple[NamedSharding, list[str]]:
+    """`named` with every dimension its mesh axes cannot divide replicated.
+
+    Returns `(sharding, dropped)`, `dropped` describing each replicated dim.
+    """
+    spec = list(named.spec) + [None] * (len(shape) - len(named.spec))
+    dropped = []
+    for dim, axes in enumerate(spec):
+        if axes is None:
+            continue
+        group = axes if isinstance(axes, tuple) else (axes,)
+        size = math.prod(mesh.shape[a] for a in group)
+        if shape[dim] % size:
+            dropped.append(f"dim {dim} of {tuple(shape)} over {axes} ({size})")
+            spec[dim] = None
+    if not dropped:
+        return named, []
+    return NamedSharding(mesh, PartitionSpec(*spec)), dropped
+
+
+@contextlib.contextmanager
+def mesh_context(mesh: Mesh, rules) -> Iterator[None]:
+    """Makes `mesh` the current mesh and `rules` the logical-axis rules.
+
+    Flax's `nn.with_logical_constraint` only takes effect under `jax.set_mesh`
+    (the older `with mesh:` leaves it a no-op), so init, every train step and every
+    eval step are traced inside this context.
+    """
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        yield
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """The same full value on every device (metrics, scalars)."""
+    return NamedSharding(mesh, PartitionSpec())
 
 
 def batch_sharding(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:

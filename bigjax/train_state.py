@@ -1,12 +1,15 @@
 """The train state pytree and its born-sharded initialisation.
 
-`TrainState` holds everything that changes during training: params, optimizer
-state, the step, and the run's base RNG key (each step folds the step number
-into it). It is the pytree a checkpoint saves, together with the data position.
+`TrainState` holds everything that changes during training: params, the model's
+mutable collections (e.g. BatchNorm `batch_stats`), optimizer state, the step, the
+run's base RNG key (each step folds the step number into it), and technique state
+(EMA of params, pruning masks: an empty dict until a technique adds some). It is the
+pytree a checkpoint saves, together with the data position.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -22,30 +25,49 @@ from bigjax import sharding
 class TrainState:
     step: jax.Array  # int32 scalar: optimizer steps taken
     params: Any
+    model_state: Any  # {collection: tree}, e.g. {"batch_stats": ...}; {} if stateless
     opt_state: Any
     rng: jax.Array  # uint32 [2]: the run's base key, never advanced
+    techniques: Any = flax.struct.field(default_factory=dict)  # EMA, pruning masks, ...
+
+    @property
+    def variables(self) -> dict:
+        """What `model.apply` takes: `{"params": ..., **model_state}`."""
+        return {"params": self.params, **self.model_state}
 
 
-def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, sample_inputs: jax.Array):
-    """`init(rng) -> TrainState` with boxed (logically named) params.
+def make_variables_init(model: nn.Module, sample_inputs: jax.Array,
+                        model_kwargs: dict | None = None) -> Callable[[jax.Array], dict]:
+    """`init(rng) -> variables` (`{"params", *mutable collections}`, boxed with logical
+    names); shapes follow from `sample_inputs: [1, ...]`."""
 
-    Param shapes follow from `sample_inputs: [1, ...]`.
-    """
+    def init(rng: jax.Array) -> dict:
+        return dict(model.init({"params": rng, "dropout": rng}, sample_inputs, train=False,
+                               **(model_kwargs or {})))
+
+    return init
+
+
+def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, sample_inputs: jax.Array,
+                 model_kwargs: dict | None = None) -> Callable[[jax.Array], TrainState]:
+    """`init(rng) -> TrainState` with boxed (logically named) params and model state."""
+    init_variables = make_variables_init(model, sample_inputs, model_kwargs)
 
     def init(rng: jax.Array) -> TrainState:
         init_rng, state_rng = jax.random.split(rng)
-        variables = model.init({"params": init_rng, "dropout": init_rng}, sample_inputs,
-                               train=False)
-        params = variables["params"]
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+        variables = init_variables(init_rng)
+        params = variables.pop("params")
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=variables,
                           opt_state=tx.init(params), rng=state_rng)
 
     return init
 
 
-def abstract_state(init_fn, mesh, rules) -> tuple[TrainState, Any]:
-    """`(abstract unboxed state with shardings, shardings)` without allocating anything."""
-    boxed = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
+def abstract_state(init_fn, mesh, rules) -> tuple[Any, Any]:
+    """`(abstract unboxed tree with shardings, shardings)` of what `init_fn(rng)` returns
+    (a TrainState, or model variables), without allocating anything."""
+    with sharding.mesh_context(mesh, rules):
+        boxed = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
     shardings = sharding.state_shardings(boxed, mesh, rules)
     abstract = jax.tree.map(
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
@@ -54,7 +76,10 @@ def abstract_state(init_fn, mesh, rules) -> tuple[TrainState, Any]:
     return abstract, shardings
 
 
-def init_state(init_fn, seed: int, shardings) -> TrainState:
-    """The initial state, created directly in its shardings (never whole on one device)."""
+def init_state(init_fn, seed: int, shardings, rules=sharding.DEFAULT_RULES) -> Any:
+    """The initial state, created directly in its shardings (never whole on one device),
+    traced under their mesh and `rules` so the model's sharding constraints apply."""
+    mesh = jax.tree.leaves(shardings)[0].mesh
     create = jax.jit(lambda rng: nn.meta.unbox(init_fn(rng)), out_shardings=shardings)
-    return create(jax.random.PRNGKey(seed))
+    with sharding.mesh_context(mesh, rules):
+        return create(jax.random.PRNGKey(seed))

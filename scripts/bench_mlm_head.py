@@ -45,10 +45,11 @@ def build_step(max_predictions: int | None):
     batches = [sharding.put_batch({"input_ids": b}, mesh) for b in ids]
     sample = preprocess({"input_ids": ids[0, :1]}, None, train=False)["inputs"]
     init_fn = make_init_fn(model, tx, sample)
-    exp = train.Experiment(config, mesh, rules, None, None, model, tasks.get(config), preprocess,
-                           None, 1000, tx, schedule, init_fn)
-    _, shardings = abstract_state(init_fn, mesh, rules)
-    return train.make_train_step(exp), init_state(init_fn, 0, shardings), batches
+    abstract, shardings = abstract_state(init_fn, mesh, rules)
+    exp = train.Experiment(config, mesh, rules, model, tasks.get(config), preprocess, tokenizer,
+                           total_steps=1000, tx=tx, schedule=schedule, init_fn=init_fn,
+                           abstract_state=abstract, state_shardings=shardings)
+    return train.make_train_step(exp), init_state(init_fn, 0, shardings, rules), batches
 
 
 def steps_per_sec(step_fn, state, batches, steps: int):

@@ -9,11 +9,17 @@ from flax import linen as nn
 
 from bigjax import input_pipeline, sharding
 from bigjax.datasets.array_dataset import ArrayDataset
-from bigjax.evaluators.dataset_eval import DatasetEvaluator
+from bigjax.evaluators.base import EvalSettings
+from bigjax.evaluators.task_metrics import TaskMetricsEvaluator
 from bigjax.models.bert import BertForSequenceClassification
 from bigjax.tasks.classification import Classification
 
 MAX_LEN, VOCAB = 32, 50
+
+
+def _settings(batch_size, trim_multiple):
+    return EvalSettings(name="", type="metrics", split="test", every_steps=None,
+                        batch_size=batch_size, trim_multiple=trim_multiple)
 
 
 def _token_data(n: int, seed: int = 0) -> ArrayDataset:
@@ -65,8 +71,9 @@ def test_trimmed_eval_gives_the_same_metrics():
         return {**batch, "inputs": batch["input_ids"]}
 
     def evaluate(trim_multiple):
-        return DatasetEvaluator(model, Classification(2), preprocess, data, 16, mesh,
-                                sharding.DEFAULT_RULES, trim_multiple).run(params)
+        return TaskMetricsEvaluator(_settings(16, trim_multiple), model, Classification(2),
+                                    preprocess, data, mesh, sharding.DEFAULT_RULES
+                                    ).run({"params": params})
 
     full, trimmed = evaluate(None), evaluate(8)
     assert full["num_examples"] == trimmed["num_examples"] == 70
@@ -90,4 +97,4 @@ def test_processes_get_equal_widths_and_together_the_global_batch():
 def test_bad_trim_multiple_is_refused_when_the_evaluator_is_built(bad):
     mesh = sharding.make_mesh(ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1)))
     with pytest.raises(ValueError, match="eval_trim_multiple must be a positive integer"):
-        DatasetEvaluator(None, None, None, _token_data(10), 8, mesh, (), bad)
+        TaskMetricsEvaluator(_settings(8, bad), None, None, None, _token_data(10), mesh, ())

@@ -62,15 +62,16 @@ def _cache_key(data: ArrayDataset, tokenizer_config, vocab_path: str) -> str:
 
 
 def tokenize(data: ArrayDataset, tokenizer_config: ml_collections.ConfigDict,
-             chunk: int = 4096) -> ArrayDataset:
-    """Token ids for every text of `data` (from the cache when it has them)."""
+             chunk: int = 4096, tokenizer: WordPieceTokenizer | None = None) -> ArrayDataset:
+    """Token ids for every text of `data` (from the cache when it has them). `tokenizer`:
+    the one built from `tokenizer_config` already, if any (else built when needed)."""
     path_vocab = vocab_file(tokenizer_config.vocab)
     key = _cache_key(data, tokenizer_config, path_vocab)
     path = os.path.join(cache_dir(), "tokenized", f"{key}.npy")
     if os.path.exists(path):
         ids = np.load(path)
     else:
-        tokenizer = make_tokenizer(tokenizer_config)
+        tokenizer = tokenizer or make_tokenizer(tokenizer_config)
         texts = list(data.features["text"])
         ids = np.concatenate([tokenizer.encode(texts[i:i + chunk])["input_ids"]
                               for i in range(0, len(texts), chunk)])

@@ -1,0 +1,86 @@
+"""Evaluators from the config: `build(config, ...)` returns one evaluator per entry of
+`config.evals` (or the default one), each looked up by its `type` in `TYPES`.
+
+    config.evals = dict(
+        test=dict(type="metrics", split="test", every_epochs=1.0),
+        val_auc=dict(type="predictions", split="validation", every_steps=500),
+    )
+
+Keys of an entry: `type` (required), `split` (default `config.data.eval_split`),
+`every_steps` / `every_epochs` (default: only at the end), `batch_size` (default
+`config.eval_batch_size`), `examples` (a fixed random subset of that many),
+`trim_multiple` (default `config.eval_trim_multiple`). Without `config.evals` a
+single evaluator named "" of type "metrics" on `config.data.eval_split` runs every
+`eval_every_steps` / `eval_every_epochs` and writes `eval/<metric>` as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ml_collections
+
+from bigjax import durations
+from bigjax.evaluators.base import EvalSettings, Evaluator
+from bigjax.evaluators.predictions import PredictionsEvaluator
+from bigjax.evaluators.task_metrics import TaskMetricsEvaluator
+
+TYPES: dict[str, type] = {"metrics": TaskMetricsEvaluator, "predictions": PredictionsEvaluator}
+ENTRY_KEYS = ("type", "split", "every_steps", "every_epochs", "batch_size", "examples",
+              "trim_multiple")
+
+
+def settings_from_config(config: ml_collections.ConfigDict, steps_per_epoch: int,
+                         workdir: str | None = None) -> list[EvalSettings]:
+    """The resolved settings of every evaluator the config asks for (validated)."""
+    defaults = dict(split=config.data.eval_split, batch_size=config.eval_batch_size,
+                    trim_multiple=config.get("eval_trim_multiple"),
+                    examples=config.data.get("eval_examples"))
+    entries = config.get("evals")
+    if not entries:
+        every = durations.resolve_steps(config, "eval_every", steps_per_epoch)
+        return [EvalSettings(name="", type="metrics", split=defaults["split"], every_steps=every,
+                             batch_size=defaults["batch_size"],
+                             trim_multiple=defaults["trim_multiple"], workdir=workdir,
+                             options={"examples": defaults["examples"]})]
+    result = []
+    for name, entry in entries.items():
+        entry = dict(entry)
+        unknown = set(entry) - set(ENTRY_KEYS)
+        if unknown:
+            raise ValueError(f"config.evals.{name} has unknown keys {sorted(unknown)}; "
+                             f"known: {list(ENTRY_KEYS)}.")
+        kind = entry.get("type")
+        if kind not in TYPES:
+            raise ValueError(f"config.evals.{name}.type={kind!r}; choose one of {sorted(TYPES)}.")
+        every = durations.resolve_steps(ml_collections.ConfigDict(entry), "every",
+                                        steps_per_epoch)
+        result.append(EvalSettings(
+            name=name, type=kind, split=entry.get("split") or defaults["split"],
+            every_steps=every, batch_size=entry.get("batch_size") or defaults["batch_size"],
+            trim_multiple=entry.get("trim_multiple", defaults["trim_multiple"]),
+            workdir=workdir, options={"examples": entry.get("examples", defaults["examples"])}))
+    return result
+
+
+def build(settings: list[EvalSettings], load_split: Callable, model, task, preprocess, mesh,
+          rules) -> list[Evaluator]:
+    """The evaluators; `load_split(split, examples)` gives each its data (loaded once per
+    (split, examples))."""
+    cache: dict = {}
+    evaluators = []
+    for s in settings:
+        key = (s.split, s.options.get("examples"))
+        if key not in cache:
+            cache[key] = load_split(*key)
+        evaluators.append(TYPES[s.type](s, model, task, preprocess, cache[key], mesh, rules))
+    return evaluators
+
+
+def flatten_results(results: dict[str, dict]) -> dict:
+    """`{evaluator name: metrics}` -> one dict: the default evaluator's (name "") metrics
+    as they are, a named one's as `<name>/<metric>`."""
+    flat = {}
+    for name, metrics in results.items():
+        flat.update(metrics if not name else {f"{name}/{k}": v for k, v in metrics.items()})
+    return flat

@@ -2,7 +2,7 @@
 
 Every model returns ``(out, aux)``:
   ``BertEncoder``:                    hidden [batch, length, embed], {"hidden_states"}
-  ``BertForMaskedLM``:                logits [batch, length, vocab], {"hidden_states"}
+  ``BertForMaskedLM``:                logits [batch, length, padded vocab], {"hidden_states"}
   ``BertForSequenceClassification``:  logits [batch, num_classes], {"hidden_states", "pooled"}
 
 Param tree (the layout ``hf_bert_import.load_hf_bert`` produces):
@@ -13,6 +13,15 @@ Param tree (the layout ``hf_bert_import.load_hf_bert`` produces):
 
 Sizes come from ``variant`` (see ``VARIANTS``); any size field set on the module
 overrides it.
+
+Vocabulary padding (``vocab_multiple``, for tensor parallelism: the ``vocab`` dim is
+sharded over the ``tensor`` mesh axis, and 30,522 does not divide by 4): the word
+embeddings [padded, embed] and the MLM bias [padded] have
+``padded = ceil(vocab_size / vocab_multiple) * vocab_multiple`` rows. The real rows
+are initialised exactly as in the unpadded model (same rng), the padding rows are
+zeros, and the MLM logits of the padding columns are ``PADDED_LOGIT`` (so they never
+win argmax, have zero softmax probability and get zero gradient). Token ids are in
+``[0, vocab_size)``. ``vocab_multiple=1`` is the unpadded model.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import jax.numpy as jnp
 
 from bigjax.models.layers import axes
 from bigjax.models.layers.attention import padding_mask
-from bigjax.models.layers.embeddings import TextEmbeddings
+from bigjax.models.layers.embeddings import TextEmbeddings, padded_vocab_size
 from bigjax.models.layers.encoder import TransformerStack
 from bigjax.models.layers.mlp_block import gelu
 from bigjax.models.layers.norm import layer_norm
@@ -51,6 +60,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     ),
 }
 
+# MLM logit of a padding column of the vocabulary: far below any real logit, yet finite, so
+# that `0 * log_softmax(logits)` (e.g. label smoothing with no mass on padding) stays 0.
+PADDED_LOGIT = -1e9
+
 CONFIG_KEYS = tuple(DEFAULTS) + ("num_layers", "hidden", "heads", "mlp_dim")
 
 
@@ -72,7 +85,11 @@ def bert_config(variant: str, **overrides: Any) -> dict[str, Any]:
 
 
 class _BertFields(nn.Module):
-    """Fields shared by the BERT models. Size fields left ``None`` come from ``variant``."""
+    """Fields shared by the BERT models. Size fields left ``None`` come from ``variant``.
+
+    ``vocab_multiple`` pads the vocab dim of the word embeddings and the MLM bias/logits
+    to a multiple of it (see the module docstring); 1 = no padding.
+    """
 
     variant: str = "base"
     vocab_size: int | None = None
@@ -86,6 +103,7 @@ class _BertFields(nn.Module):
     attention_dropout_rate: float | None = None
     layer_norm_eps: float | None = None
     pad_id: int = 0
+    vocab_multiple: int = 1
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     scan_layers: bool = False
@@ -114,6 +132,7 @@ class BertEncoder(_BertFields):
             hidden=c["hidden"],
             max_len=c["max_len"],
             type_vocab_size=c["type_vocab_size"],
+            vocab_multiple=self.vocab_multiple,
             use_layer_norm=True,
             layer_norm_eps=c["layer_norm_eps"],
             dropout_rate=c["dropout_rate"],
@@ -157,26 +176,31 @@ class BertEncoder(_BertFields):
         return x, {"hidden_states": x}
 
     def attend(self, x: jax.Array) -> jax.Array:
-        """Tied output projection: x [batch, length, embed] -> [batch, length, vocab]."""
+        """Tied output projection: x [batch, length, embed] -> [batch, length, padded vocab]
+        (padding columns unmasked; ``MlmHead`` masks them)."""
         return self.embeddings.attend(x)
 
 
 class MlmHead(nn.Module):
     """BERT MLM head: dense + gelu + LayerNorm, then the tied decoder + own bias.
 
-    Params: ``dense`` kernel [embed, embed] (axes embed, mlp), ``norm``, ``bias`` [vocab].
+    Params: ``dense`` kernel [embed, embed] (axes embed, mlp), ``norm``, ``bias`` [padded
+    vocab] with ``padded_vocab_size(vocab_size, vocab_multiple)`` entries (zeros at init).
     """
 
     vocab_size: int
+    vocab_multiple: int = 1
     layer_norm_eps: float = 1e-12
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, decode: Callable[[jax.Array], jax.Array]) -> jax.Array:
-        """x: [batch, length, embed]; decode: [..., embed] -> [..., vocab] (the tied embedding).
+        """x: [batch, length, embed]; decode: [..., embed] -> [..., padded vocab] (the tied
+        embedding).
 
-        Returns float32 logits [batch, length, vocab].
+        Returns float32 logits [batch, length, padded vocab]; the columns ``>= vocab_size``
+        (the padding) are ``PADDED_LOGIT``, with zero gradient to the decoder and bias.
         """
         h = nn.Dense(
             x.shape[-1],
@@ -189,10 +213,12 @@ class MlmHead(nn.Module):
         h = layer_norm(
             epsilon=self.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype, name="norm"
         )(gelu(h))
-        bias = self.param(
-            "bias", _partitioned_zeros((axes.VOCAB,)), (self.vocab_size,), self.param_dtype
-        )
+        padded = padded_vocab_size(self.vocab_size, self.vocab_multiple)
+        bias = self.param("bias", _partitioned_zeros((axes.VOCAB,)), (padded,), self.param_dtype)
         logits = decode(h).astype(jnp.float32) + bias.astype(jnp.float32)
+        if padded != self.vocab_size:
+            real = jnp.arange(padded) < self.vocab_size
+            logits = jnp.where(real, logits, jnp.float32(PADDED_LOGIT))
         return nn.with_logical_constraint(logits, (axes.BATCH, axes.LENGTH, axes.VOCAB))
 
 
@@ -208,9 +234,11 @@ class BertForMaskedLM(_BertFields):
         masked_positions: jax.Array | None = None,
         train: bool,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """inputs: [batch, length] ids -> logits [batch, length, vocab] (float32), aux.
+        """inputs: [batch, length] ids -> logits [batch, length, padded vocab] (float32), aux.
 
-        With ``masked_positions`` [batch, P] int, logits are [batch, P, vocab]: the
+        padded vocab = ``padded_vocab_size(vocab_size, vocab_multiple)`` (= vocab_size when
+        ``vocab_multiple`` is 1); its padding columns are ``PADDED_LOGIT``. With
+        ``masked_positions`` [batch, P] int, logits are [batch, P, padded vocab]: the
         head (and its vocabulary-sized matmul) runs at those positions only.
         """
         bert = BertEncoder(**self.encoder_fields(), name="bert")
@@ -220,6 +248,7 @@ class BertForMaskedLM(_BertFields):
         c = self.config()
         logits = MlmHead(
             vocab_size=c["vocab_size"],
+            vocab_multiple=self.vocab_multiple,
             layer_norm_eps=c["layer_norm_eps"],
             dtype=self.dtype,
             param_dtype=self.param_dtype,

@@ -23,12 +23,33 @@ def max_pool_blocks(x: jnp.ndarray, size: int) -> jnp.ndarray:
     return x.max(axis=(2, 4))
 
 
+NORMS = (None, "batch")
+
+
 class CNN(nn.Module):
-    """[Conv k x k -> ReLU -> (MaxPool)] per stage -> Flatten -> Dense/ReLU/Dropout -> Dense.
+    """[Conv k x k -> (BatchNorm) -> ReLU -> (MaxPool)] per stage -> Flatten ->
+    [Dense -> (BatchNorm) -> ReLU -> Dropout] per dense layer -> Dense(num_classes).
 
     `inputs: [batch, height, width, channels]`; returns
-    `(logits [batch, num_classes], {"pre_logits": [batch, dense[-1]]})`.
-    `pool_every` pools after every n-th conv (1: after each conv).
+    `(logits [batch, num_classes] float32, {"pre_logits": [batch, dense[-1]] in dtype})`.
+
+    Attributes:
+      num_classes: width of the output layer.
+      conv_features: output channels of each conv.
+      kernel_size: conv window (square).
+      padding: conv padding, "VALID" or "SAME".
+      pool_size: max-pool window = stride.
+      pool_every: pools after every n-th conv (1: after each conv).
+      dense: widths of the hidden dense layers.
+      dropout_rate: dropout after each hidden dense layer (train only, rng name "dropout").
+      dtype: compute dtype of the activations (the logits are cast to float32).
+      param_dtype: dtype of the params (float32 for mixed precision with bfloat16 `dtype`).
+      norm: None (no normalisation: the param tree of earlier runs), or "batch":
+        `nn.BatchNorm` after every conv (`conv_norm_{i}`) and every hidden dense layer
+        (`dense_norm_{i}`), before the ReLU. Batch statistics are computed over all
+        non-channel axes of the (global, under jit) batch when `train`; their running
+        averages (momentum 0.9) live in the `batch_stats` collection and are used when
+        not `train`. Apply with `mutable=["batch_stats"]` in training.
     """
 
     num_classes: int
@@ -40,9 +61,21 @@ class CNN(nn.Module):
     dense: Sequence[int] = (128,)
     dropout_rate: float = 0.0
     dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+    norm: str | None = None
+
+    def _norm(self, x: jnp.ndarray, name: str, train: bool) -> jnp.ndarray:
+        """`x: [..., features]` -> same shape; the identity when `norm` is None."""
+        if self.norm is None:
+            return x
+        return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                            dtype=self.dtype, param_dtype=self.param_dtype, name=name)(x)
 
     @nn.compact
-    def __call__(self, inputs: jnp.ndarray, *, train: bool = False):
+    def __call__(self, inputs: jnp.ndarray, *, train: bool = False
+                 ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
+        if self.norm not in NORMS:
+            raise ValueError(f"CNN norm={self.norm!r}; choose from {NORMS}.")
         if inputs.ndim != 4:
             raise ValueError(
                 f"CNN expects images [batch, height, width, channels], got shape {inputs.shape}."
@@ -51,13 +84,16 @@ class CNN(nn.Module):
         k = self.kernel_size
         for i, features in enumerate(self.conv_features):
             x = nn.Conv(features, (k, k), padding=self.padding, dtype=self.dtype,
-                        name=f"conv_{i}")(x)
-            x = nn.relu(x)
+                        param_dtype=self.param_dtype, name=f"conv_{i}")(x)
+            x = nn.relu(self._norm(x, f"conv_norm_{i}", train))
             if (i + 1) % self.pool_every == 0:
                 x = max_pool_blocks(x, self.pool_size)
         x = x.reshape((x.shape[0], -1))
         for i, width in enumerate(self.dense):
-            x = nn.relu(nn.Dense(width, dtype=self.dtype, name=f"dense_{i}")(x))
+            x = nn.Dense(width, dtype=self.dtype, param_dtype=self.param_dtype,
+                         name=f"dense_{i}")(x)
+            x = nn.relu(self._norm(x, f"dense_norm_{i}", train))
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
+        logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
+                          name="head")(x)
         return logits.astype(jnp.float32), {"pre_logits": x}

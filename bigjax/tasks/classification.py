@@ -48,6 +48,28 @@ class Classification:
         return classification_metrics(np.asarray(sums["confusion"]),
                                       float(sums["loss_sum"]) / float(sums["count"]))
 
+    def eval_outputs(self, logits: jnp.ndarray, batch: dict) -> dict:
+        """Per example: `label`, `prediction` (argmax) and `probabilities` [num_classes]."""
+        return {"label": batch["label"], "prediction": logits.argmax(-1),
+                "probabilities": jax.nn.softmax(logits.astype(jnp.float32), axis=-1)}
+
+    def summarize_outputs(self, outputs: dict) -> dict:
+        """Metrics that do not add up over batches, from every example's outputs:
+        ROC AUC (binary; macro one-vs-rest for more classes, over the classes present),
+        accuracy, and the number of examples."""
+        from sklearn.metrics import roc_auc_score
+
+        labels, probs = np.asarray(outputs["label"]), np.asarray(outputs["probabilities"])
+        present = np.unique(labels)
+        if len(present) < 2:
+            auc = float("nan")  # undefined with a single class
+        elif self.num_classes == 2:
+            auc = float(roc_auc_score(labels, probs[:, 1]))
+        else:
+            auc = float(np.mean([roc_auc_score(labels == c, probs[:, c]) for c in present]))
+        return {"auc": auc, "accuracy": float((outputs["prediction"] == labels).mean()),
+                "num_examples": int(len(labels))}
+
 
 def classification_metrics(confusion: np.ndarray, loss: float) -> dict:
     """Metrics from a `[num_classes, num_classes]` confusion matrix (rows: true class).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -10,16 +12,42 @@ from bigjax.models.layers import axes
 from bigjax.models.layers.norm import layer_norm
 
 
+def padded_vocab_size(vocab_size: int, multiple: int = 1) -> int:
+    """``vocab_size`` rounded up to a multiple of ``multiple`` (>= 1), e.g. so that the
+    vocab dim of the word embeddings divides by the ``tensor`` mesh axis: 30522, 1024 -> 30720.
+    """
+    if multiple < 1:
+        raise ValueError(f"vocab_multiple={multiple} must be >= 1.")
+    return -(-vocab_size // multiple) * multiple
+
+
+def zero_padded_rows_init(init: Any, rows: int) -> Any:
+    """An initializer that draws ``init(key, [rows, *rest])`` and appends zero rows up to the
+    requested ``shape[0]``: the first ``rows`` rows are exactly those of an unpadded param
+    initialised with the same key (draws depend on the shape, so padding must not reach
+    ``init``)."""
+
+    def padded(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+        if shape[0] < rows:
+            raise ValueError(f"padded shape {shape} has fewer than {rows} rows.")
+        real = init(key, (rows, *shape[1:]), dtype)
+        return jnp.pad(real, [(0, shape[0] - rows)] + [(0, 0)] * (len(shape) - 1))
+
+    return padded
+
+
 class TextEmbeddings(nn.Module):
     """word(ids) + position(positions) [+ token_type(type ids)] -> [LayerNorm] -> dropout.
 
-    Params (logical axes): ``word_embeddings/embedding`` [vocab, embed],
+    Params (logical axes): ``word_embeddings/embedding`` [vocab, embed] with
+    ``padded_vocab_size(vocab_size, vocab_multiple)`` rows (rows ``>= vocab_size`` are
+    zeros at init and never looked up),
     ``position_embeddings/embedding`` [max_len, embed] (positions unsharded),
     ``token_type_embeddings/embedding`` [type_vocab_size, embed] when
     ``type_vocab_size > 0``, ``norm`` when ``use_layer_norm``.
 
     Attributes:
-      vocab_size: number of tokens.
+      vocab_size: number of tokens (ids are in ``[0, vocab_size)``).
       hidden: embedding width.
       max_len: number of learned positions.
       type_vocab_size: number of segment types; 0 = no segment embedding.
@@ -28,6 +56,9 @@ class TextEmbeddings(nn.Module):
       dropout_rate: dropout on the output.
       dtype: compute dtype of the output.
       param_dtype: dtype of the tables.
+      vocab_multiple: the word-embedding table is padded with zero rows to a multiple of
+        this (e.g. so the ``vocab`` dim divides by the ``tensor`` mesh axis); the real rows
+        are initialised exactly as without padding. 1 = no padding.
     """
 
     vocab_size: int
@@ -39,21 +70,27 @@ class TextEmbeddings(nn.Module):
     dropout_rate: float = 0.0
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
+    vocab_multiple: int = 1
 
     def setup(self) -> None:
         init = nn.initializers.normal(stddev=0.02)
 
-        def table(num: int, first_axis: str | None, name: str) -> nn.Embed:
+        def table(num: int, first_axis: str | None, name: str, rows: int | None = None
+                  ) -> nn.Embed:
+            """An embedding table [rows or num, embed]; rows > num pads with zero rows."""
+            row_init = init if rows is None else zero_padded_rows_init(init, num)
             return nn.Embed(
-                num,
+                num if rows is None else rows,
                 self.hidden,
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
-                embedding_init=nn.with_logical_partitioning(init, (first_axis, axes.EMBED)),
+                embedding_init=nn.with_logical_partitioning(row_init, (first_axis, axes.EMBED)),
                 name=name,
             )
 
-        self.word_embeddings = table(self.vocab_size, axes.VOCAB, "word_embeddings")
+        padded = padded_vocab_size(self.vocab_size, self.vocab_multiple)
+        self.word_embeddings = table(self.vocab_size, axes.VOCAB, "word_embeddings",
+                                     rows=padded if padded != self.vocab_size else None)
         self.position_embeddings = table(self.max_len, None, "position_embeddings")
         if self.type_vocab_size:
             self.token_type_embeddings = table(self.type_vocab_size, None, "token_type_embeddings")
@@ -77,7 +114,7 @@ class TextEmbeddings(nn.Module):
         """Embeds token ids.
 
         Args:
-          ids: [batch, length] int token ids.
+          ids: [batch, length] int token ids in ``[0, vocab_size)``.
           token_type_ids: [batch, length] int segment ids; default zeros.
           positions: [batch, length] or [length] int positions; default arange(length).
           train: enables dropout.
@@ -98,6 +135,10 @@ class TextEmbeddings(nn.Module):
         return nn.with_logical_constraint(x, (axes.BATCH, axes.LENGTH, axes.EMBED))
 
     def attend(self, x: jax.Array) -> jax.Array:
-        """Tied decoder: x: [batch, length, embed] -> [batch, length, vocab] logits."""
+        """Tied decoder: x: [batch, length, embed] -> [batch, length, padded vocab] logits.
+
+        The padded vocab is ``padded_vocab_size(vocab_size, vocab_multiple)``; the logits of
+        the padding rows are NOT masked here (``MlmHead`` masks them after its bias).
+        """
         logits = self.word_embeddings.attend(x)
         return nn.with_logical_constraint(logits, (axes.BATCH, axes.LENGTH, axes.VOCAB))

@@ -1,0 +1,56 @@
+"""Evaluator type "predictions": metrics that need every example's output at once.
+
+Each batch's per-example outputs (`task.eval_outputs`: predicted labels,
+probabilities, token ids) are gathered from all devices and processes (the
+jitted step returns them replicated) and concatenated on the host, padding rows
+dropped; `task.summarize_outputs` computes the non-additive metrics (ROC AUC here;
+BLEU and generated samples for sequence tasks) from the whole split, identically
+on every process. Process 0 writes the outputs to
+`workdir/eval/<name>_step_<N>.npz`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+from bigjax import sharding
+from bigjax.evaluators.base import BatchedEvaluator
+
+
+class PredictionsEvaluator(BatchedEvaluator):
+    """`run(variables, step) -> task.summarize_outputs(outputs of every example)`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not hasattr(self.task, "eval_outputs"):
+            raise ValueError(f"Evaluator {self.settings.name!r} has type 'predictions', but "
+                             f"task {type(self.task).__name__} gives no per-example outputs; "
+                             "use type 'metrics'.")
+
+        def eval_step(variables, batch, rng):
+            out, batch = self.apply(variables, batch, rng)
+            return self.task.eval_outputs(out, batch), batch["mask"]
+
+        self._eval_step = jax.jit(eval_step, out_shardings=sharding.replicated(self.mesh))
+
+    def gather(self, variables: dict) -> dict[str, np.ndarray]:
+        """Every example's outputs, in eval order (`[num_examples, ...]` numpy arrays)."""
+        parts: list[dict] = []
+        with sharding.mesh_context(self.mesh, self.rules):
+            for batch, rng in self.batches():
+                outputs, mask = jax.device_get(self._eval_step(variables, batch, rng))
+                parts.append({k: np.asarray(v)[np.asarray(mask)] for k, v in outputs.items()})
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def run(self, variables: dict, step: int = 0) -> dict[str, Any]:
+        outputs = self.gather(variables)
+        if self.settings.workdir and jax.process_index() == 0:
+            folder = os.path.join(self.settings.workdir, "eval")
+            os.makedirs(folder, exist_ok=True)
+            np.savez(os.path.join(folder, f"{self.settings.name or 'eval'}_step_{step}.npz"),
+                     **outputs)
+        return self.task.summarize_outputs(outputs)

@@ -1,0 +1,131 @@
+"""Everything a config builds before training or evaluating: mesh, data, model, task,
+preprocessing, optimizer and the abstract (born-sharded) train state.
+
+`build_model_parts(config)` is what evaluation needs (no train split is read);
+`build_experiment(config)` adds the training data, optimizer and train state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+from bigjax import datasets, durations, models, optim, pp, sharding, tasks
+from bigjax.datasets import tokenized
+from bigjax.datasets.array_dataset import ArrayDataset
+from bigjax.input_pipeline import TrainBatches
+from bigjax.tasks.base import Task
+from bigjax.train_state import abstract_state, make_init_fn, make_variables_init
+
+
+@dataclasses.dataclass
+class ModelParts:
+    """The mesh and rules, the model, task and preprocessing of a config."""
+
+    config: ml_collections.ConfigDict
+    mesh: jax.sharding.Mesh
+    rules: tuple
+    model: nn.Module
+    task: Task
+    preprocess: pp.Preprocess
+    tokenizer: Any  # the data's tokenizer (text), else None
+
+    def load_split(self, split: str, examples: int | None = None) -> ArrayDataset:
+        """Split `split` of the config's data set, optionally a fixed random subset of
+        `examples`, tokenized when `config.data.tokenizer` is set."""
+        return load_split(self.config, split, examples, self.tokenizer)
+
+    def sample(self, data: ArrayDataset) -> dict:
+        """One preprocessed example `[1, ...]` of `data` (for shapes)."""
+        first = {k: v[:1] for k, v in data.take(np.arange(1)).items()}
+        return self.preprocess(first, None, train=False)
+
+    def variables_init(self, data: ArrayDataset):
+        """`init(rng) -> model variables` (boxed) with shapes from `data`."""
+        sample = self.sample(data)
+        return make_variables_init(self.model, sample["inputs"], self.task.model_kwargs(sample))
+
+
+@dataclasses.dataclass
+class Experiment(ModelParts):
+    """ModelParts plus training: batches, schedule, optimizer, the state's layout."""
+
+    train_batches: TrainBatches = None
+    total_steps: int = 0
+    tx: optax.GradientTransformation = None
+    schedule: optax.Schedule = None
+    init_fn: Any = None  # init(rng) -> boxed TrainState
+    abstract_state: Any = None  # TrainState of ShapeDtypeStructs with shardings
+    state_shardings: Any = None
+
+
+def build_model_parts(config: ml_collections.ConfigDict) -> ModelParts:
+    """Mesh, rules, model, task and preprocessing; the tokenizer is built once here."""
+    mesh = sharding.make_mesh(config.mesh)
+    tokenizer = (tokenized.make_tokenizer(config.data.tokenizer)
+                 if config.data.get("tokenizer") else None)
+    return ModelParts(config, mesh, sharding.rules_from_config(config),
+                      models.build(config.model), tasks.get(config),
+                      pp.make(config.pp, tokenizer), tokenizer)
+
+
+def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
+    """Builds (but does not initialise) everything the loop needs."""
+    parts = build_model_parts(config)
+    sharding.check_batch_size(parts.mesh, config.batch_size, "config.batch_size")
+    accum = int(config.get("grad_accum_steps") or 1)
+    if accum < 1 or config.batch_size % (accum * sharding.num_batch_shards(parts.mesh)):
+        raise ValueError(
+            f"config.grad_accum_steps={accum} must be positive, and config.batch_size="
+            f"{config.batch_size} a multiple of it times the "
+            f"{sharding.num_batch_shards(parts.mesh)} devices on the batch axes.")
+    train_data = parts.load_split(config.data.train_split, config.data.get("train_examples"))
+    train_batches = TrainBatches(train_data, config.batch_size, config.seed,
+                                 sharding.process_rows(parts.mesh, config.batch_size))
+    steps_per_epoch = train_batches.steps_per_epoch
+    total_steps = durations.resolve_steps(config, "total", steps_per_epoch)
+    if not total_steps or total_steps <= 0:
+        raise ValueError("Set config.total_steps or config.total_epochs to a positive value.")
+    optim_config = ml_collections.ConfigDict(config.optim.to_dict())
+    warmup = durations.resolve_steps(config.optim, "warmup", steps_per_epoch, 0)
+    optim_config.warmup_steps, optim_config.warmup_epochs = warmup, None
+    tx, schedule = optim.make_optimizer(optim_config, total_steps)
+    sample = parts.sample(train_data)
+    _check_inputs(config, sample["inputs"])
+    init_fn = make_init_fn(parts.model, tx, sample["inputs"], parts.task.model_kwargs(sample))
+    abstract, shardings = abstract_state(init_fn, parts.mesh, parts.rules)
+    return Experiment(**{f.name: getattr(parts, f.name) for f in dataclasses.fields(parts)},
+                      train_batches=train_batches, total_steps=total_steps, tx=tx,
+                      schedule=schedule, init_fn=init_fn, abstract_state=abstract,
+                      state_shardings=shardings)
+
+
+def load_split(config: ml_collections.ConfigDict, split: str, examples: int | None = None,
+               tokenizer=None) -> ArrayDataset:
+    """See `ModelParts.load_split`. A data set whose number of classes differs from
+    `config.model.num_classes` is refused."""
+    data = datasets.load(config.data.name, split, config.data.get("data_dir"))
+    if examples and examples < len(data):
+        keep = np.sort(np.random.default_rng(0).permutation(len(data))[:examples])
+        data = data.subset(keep)
+    if config.data.get("tokenizer"):
+        data = tokenized.tokenize(data, config.data.tokenizer, tokenizer=tokenizer)
+    expected = config.model.get("num_classes")
+    if data.num_classes is not None and expected is not None and data.num_classes != expected:
+        raise ValueError(f"config.model.num_classes={expected} but data set {data.name!r} has "
+                         f"{data.num_classes} classes.")
+    return data
+
+
+def _check_inputs(config, inputs) -> None:
+    expected = config.data.get("input_shape")
+    if expected is not None and tuple(inputs.shape[1:]) != tuple(expected):
+        raise ValueError(f"Data set {config.data.name!r} gives inputs of shape "
+                         f"{tuple(inputs.shape[1:])}, but config.data.input_shape is "
+                         f"{tuple(expected)}.")

@@ -1,0 +1,52 @@
+"""Preemption: every process learns, at the same step, that the run must stop and save.
+
+Multi-process runs use JAX's coordination service: `jax.distributed` installs a
+preemption notifier (SIGTERM by default, as TPU VMs and most schedulers send), and
+`multihost_utils.reached_preemption_sync_point(step)` — a host-side check, no
+device round-trip — turns True on every process at the same step once any of them
+was notified. A single process (no `jax.distributed`) turns its own SIGTERM into a
+flag.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from jax._src import distributed
+from jax.experimental import multihost_utils
+
+log = logging.getLogger("bigjax")
+
+
+class PreemptionCheck:
+    """`should_stop()` after each train-step call: True when the run must save and stop.
+
+    Every process calls it once per call of the train step (the sync point is counted
+    in calls, so several steps per call work too).
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._calls = 0
+        self._previous = None
+        self._distributed = distributed.global_state.client is not None
+        if not self._distributed and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        log.warning("SIGTERM received: saving a checkpoint and stopping.")
+        self.requested = True
+
+    def should_stop(self) -> bool:
+        self._calls += 1
+        if self._distributed and not self.requested:
+            if multihost_utils.reached_preemption_sync_point(self._calls):
+                log.warning("Preemption sync point reached: saving a checkpoint and stopping.")
+                self.requested = True
+        return self.requested
+
+    def close(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
