@@ -1,30 +1,39 @@
 """Optimizers and learning-rate schedules from `config.optim`; L1/L2 penalties.
 
-Weight decay skips biases and norm scales (params with fewer than 2 dims). For
-adam/adamw it is decoupled (AdamW); for sgd it is added to the gradient before
-momentum (the classic form: with momentum m its effect is about 1/(1-m) times
-larger). Adam is `bigjax.adam`: optax's update with cheaper arithmetic and the same
-state. L1/L2 penalties are added to the loss by `regularization_penalty`. Frozen params
-and layer-wise LR decay (`optim.frozen`, `optim.layer_lr_decay`) are per-param
-multipliers: see `bigjax.param_lr`.
+Weight decay and the L1/L2 penalties (`regularization_penalty`, added to the loss)
+apply to the params that `optim.decay_exclude` leaves in: by default every param but
+biases and norm params, decided by path (`bigjax.decay_mask`). For adam/adamw weight
+decay is decoupled (AdamW); for sgd it is added to the gradient before momentum (the
+classic form: with momentum m its effect is about 1/(1-m) times larger).
+
+Adam is `bigjax.adam`: optax's update with cheaper arithmetic and the same state.
+`optim.mu_dtype` (None, "float32" or "bfloat16") stores Adam's first moment (SGD's
+momentum) in that dtype; `optim.nesterov` turns Adam into Nadam and SGD's momentum
+into Nesterov's; `optim.eps_root` is optax's. Frozen params and layer-wise LR decay
+(`optim.frozen`, `optim.layer_lr_decay`) are per-param multipliers: see
+`bigjax.param_lr`.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from flax.core import meta
 
-from bigjax import adam, param_lr
+from bigjax import adam, decay_mask, param_lr
 
 SCHEDULES = ("constant", "warmup_cosine", "warmup_linear")
 OPTIMIZERS = ("sgd", "adam", "adamw")
+MU_DTYPES = {None: None, "float32": jnp.dtype("float32"), "bfloat16": jnp.dtype("bfloat16")}
 
 
 def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
     """Learning rate per step: constant, or linear warmup then cosine / linear decay."""
-    lr, warmup = optim.learning_rate, int(optim.get("warmup_steps", 0))
+    lr, warmup = optim.learning_rate, int(optim.get("warmup_steps") or 0)
     name = optim.get("schedule", "constant")
     final = lr * optim.get("end_lr_factor", 0.0)
     if name == "constant":
@@ -41,38 +50,54 @@ def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.S
     raise ValueError(f"Unknown config.optim.schedule {name!r}; choose one of {SCHEDULES}.")
 
 
-def _decay_mask(params):
-    return jax.tree.map(lambda p: p.ndim > 1, params)
+def mu_dtype(optim: ml_collections.ConfigDict) -> jnp.dtype | None:
+    """`optim.mu_dtype` as a dtype for the first moment (Adam's mu, SGD's momentum); None:
+    the params' dtype. Raises ValueError for any other name."""
+    name = optim.get("mu_dtype")
+    if name not in MU_DTYPES:
+        raise ValueError(f"config.optim.mu_dtype={name!r}; choose one of {list(MU_DTYPES)}.")
+    return MU_DTYPES[name]
 
 
 def make_optimizer(
     optim: ml_collections.ConfigDict, total_steps: int, adam_impl: str = "bigjax"
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """The optax chain: clip -> optimizer (with weight decay) at the schedule's rate, with
-    frozen params' gradients zeroed first and per-param multipliers applied last when
-    `optim.frozen` / `optim.layer_lr_decay` are set.
+    """The optax chain: clip -> optimizer (with weight decay where `optim.decay_exclude`
+    allows) at the schedule's rate, with frozen params' gradients zeroed first and
+    per-param multipliers applied last when `optim.frozen` / `optim.layer_lr_decay` are set.
+
+    Keys read (with defaults, so older configs work): name, learning_rate, schedule keys
+    (`make_schedule`), grad_clip_norm, weight_decay (0), decay_exclude (None: biases and
+    norm params, see `bigjax.decay_mask`), nesterov (False) and mu_dtype (None) for all
+    three, momentum for sgd, b1 (0.9), b2 (0.999), eps (1e-8) and eps_root (0) for
+    adam/adamw.
 
     `adam_impl="optax"` builds Adam/AdamW from optax itself instead of `bigjax.adam`
     (same numbers and state, slower; for benchmarks).
     """
     schedule = make_schedule(optim, total_steps)
     name, wd = optim.name, optim.get("weight_decay", 0.0)
+    mask = functools.partial(decay_mask.decay_mask,
+                             exclude=decay_mask.exclude_patterns(optim.get("decay_exclude")))
+    moment_dtype, nesterov = mu_dtype(optim), bool(optim.get("nesterov", False))
     parts = []
     if optim.get("grad_clip_norm"):
         parts.append(optax.clip_by_global_norm(optim.grad_clip_norm))
     if name == "sgd":
         parts.append(optax.sgd(schedule, momentum=optim.get("momentum") or None,
-                               nesterov=optim.get("nesterov", False)))
+                               nesterov=nesterov, accumulator_dtype=moment_dtype))
         if wd:
             # wd * params joins the gradient before momentum (see the module docstring).
-            parts.insert(-1, optax.add_decayed_weights(wd, _decay_mask))
+            parts.insert(-1, optax.add_decayed_weights(wd, mask))
     elif name in ("adam", "adamw"):
-        b1, b2, eps = optim.get("b1", 0.9), optim.get("b2", 0.999), optim.get("eps", 1e-8)
         impl = {"bigjax": adam.adam, "optax": _optax_adam}[adam_impl]
+        kwargs = dict(b1=optim.get("b1", 0.9), b2=optim.get("b2", 0.999),
+                      eps=optim.get("eps", 1e-8), eps_root=optim.get("eps_root") or 0.0,
+                      mu_dtype=moment_dtype, nesterov=nesterov)
         if name == "adamw" or wd:
-            parts.append(impl(schedule, b1, b2, eps, weight_decay=wd, mask=_decay_mask))
+            parts.append(impl(schedule, weight_decay=wd, mask=mask, **kwargs))
         else:
-            parts.append(impl(schedule, b1, b2, eps))
+            parts.append(impl(schedule, **kwargs))
     else:
         raise ValueError(f"Unknown config.optim.name {name!r}; choose one of {OPTIMIZERS}.")
     frozen, layer_decay = param_lr.settings(optim)
@@ -83,15 +108,20 @@ def make_optimizer(
     return optax.chain(*parts), schedule
 
 
-def _optax_adam(schedule, b1, b2, eps, weight_decay=None, mask=None):
+def _optax_adam(schedule, weight_decay=None, mask=None, **kwargs):
     if weight_decay is None:
-        return optax.adam(schedule, b1, b2, eps)
-    return optax.adamw(schedule, b1, b2, eps, weight_decay=weight_decay, mask=mask)
+        return optax.adam(schedule, **kwargs)
+    return optax.adamw(schedule, weight_decay=weight_decay, mask=mask, **kwargs)
 
 
-def regularization_penalty(params, l1: float = 0.0, l2: float = 0.0) -> jnp.ndarray:
-    """`l1 * sum|w| + l2 / 2 * sum w^2` over weights with 2+ dims (biases excluded)."""
-    weights = [p for p in jax.tree.leaves(params) if p.ndim > 1]
+def regularization_penalty(params, l1: float = 0.0, l2: float = 0.0,
+                           exclude: decay_mask.Exclude = None) -> jnp.ndarray:
+    """`l1 * sum|w| + l2 / 2 * sum w^2` (a float32 scalar) over the params that weight
+    decay applies to: those no `exclude` regex (`config.optim.decay_exclude`; None: the
+    defaults, biases and norm params) finds in their path."""
+    params = meta.unbox(params)
+    keep = jax.tree.leaves(decay_mask.decay_mask(params, exclude))
+    weights = [p for p, k in zip(jax.tree.leaves(params), keep, strict=True) if k]
     total = jnp.zeros((), jnp.float32)
     if l1:
         total += l1 * sum(jnp.abs(w).sum() for w in weights)

@@ -64,13 +64,19 @@ def bert_classification(name: str, eval_split: str, num_classes: int, max_len: i
     config.pp = dict(kind="text")
     config.model = dict(name="bert_classifier", variant="minilm-l6", num_classes=num_classes,
                         dropout_rate=0.1, attention_dropout_rate=0.1, dtype="float32",
-                        scan_layers=False, remat=False)
+                        param_dtype="float32", scan_layers=False, remat=False,
+                        # Vocabulary rows padded to a multiple of this, so a `tensor` mesh
+                        # axis of up to 8 divides them (padded logits are masked out).
+                        vocab_multiple=1024)
     config.init_from = "minilm"
     config.task = "classification"
     config.label_smoothing = 0.0
     config.optim = dict(name="adamw", learning_rate=5e-5, schedule="warmup_linear",
                         warmup_steps=None, warmup_epochs=0.1, weight_decay=0.01, l1=0.0, l2=0.0,
                         grad_clip_norm=1.0, momentum=0.9,
+                        # Regexes of params without weight decay / L1 / L2 (None: biases and
+                        # norm params); optimizer first moment dtype (None: the params').
+                        decay_exclude=None, mu_dtype=None,
                         # Regexes of params never updated, e.g. "bert/embeddings/"; and
                         # layer i of L learns at layer_lr_decay ** (L - i) x the rate.
                         frozen=None, layer_lr_decay=None)
@@ -82,6 +88,9 @@ def bert_classification(name: str, eval_split: str, num_classes: int, max_len: i
     config.total_steps = None
     config.total_epochs = 1.0
     config.steps_per_call = 1
+    # Microbatches per step (gradients summed inside the step): the same update as the
+    # whole batch with 1/k of the activation memory.
+    config.grad_accum_steps = 1
     config.log_every_steps = 20
     config.eval_every_steps = None
     config.eval_every_epochs = None

@@ -28,18 +28,24 @@ def get_config(arg=None):
     # row has more than 32 picks 0.08% of the time, and then keeps a random 32).
     config.pp = dict(kind="text_mlm", mask_prob=0.15, max_predictions=32)
     config.model = dict(name="bert_mlm", variant="tiny", dropout_rate=0.1,
-                        attention_dropout_rate=0.1, dtype="float32", scan_layers=False,
-                        remat=False)
+                        attention_dropout_rate=0.1, dtype="float32", param_dtype="float32",
+                        scan_layers=False, remat=False, vocab_multiple=1024)
     config.init_from = ""
     config.task = "mlm"
     config.optim = dict(name="adamw", learning_rate=1e-3, schedule="warmup_linear",
                         warmup_steps=None, warmup_epochs=0.25, weight_decay=0.01, l1=0.0, l2=0.0,
-                        grad_clip_norm=1.0, momentum=0.9, frozen=None, layer_lr_decay=None)
+                        grad_clip_norm=1.0, momentum=0.9, frozen=None, layer_lr_decay=None,
+                        # Regexes of params without weight decay / L1 / L2 (None: biases and
+                        # norm params); optimizer first moment dtype (None: the params').
+                        decay_exclude=None, mu_dtype=None)
     config.batch_size = 64
     config.eval_batch_size = 250
     config.total_steps = None
     config.total_epochs = 5.0
     config.steps_per_call = 1
+    # Microbatches per step (gradients summed inside the step): the same update as the
+    # whole batch with 1/k of the activation memory.
+    config.grad_accum_steps = 1
     config.log_every_steps = 50
     config.eval_every_steps = None
     config.eval_every_epochs = 1.0

@@ -75,8 +75,8 @@ def bench_bigjax(config_name: str, images, labels, steps_per_call: int,
     exp.tx, exp.schedule = optim.make_optimizer(config.optim, exp.total_steps, adam_impl)
     sample = exp.preprocess({"image": images[0, :1]}, None, False)["inputs"]
     exp.init_fn = make_init_fn(exp.model, exp.tx, sample)
-    _, shardings = abstract_state(exp.init_fn, exp.mesh, exp.rules)
-    state = init_state(exp.init_fn, 0, shardings)
+    exp.abstract_state, exp.state_shardings = abstract_state(exp.init_fn, exp.mesh, exp.rules)
+    state = init_state(exp.init_fn, 0, exp.state_shardings)
     train_step = train.make_train_step(exp, steps_per_call)
     k = steps_per_call
     calls = len(images) // k
