@@ -1,0 +1,109 @@
+"""Restores that fit large models: init_from and evaluation read params (and model state)
+only, straight onto the target shardings; scanned and unscanned stacks load into each
+other; `bigjax.evaluate` never reads the train split."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from bigjax import checkpoint, config_cli, datasets, init_from, models, param_paths, sharding
+from bigjax.checkpoint import Checkpointer
+from bigjax.evaluate import evaluate_checkpoint
+from bigjax.train import train_and_evaluate
+from bigjax.train_state import abstract_state, init_state, make_init_fn
+
+from conftest import REPO
+
+
+def _bert_state(scan: bool, seed: int):
+    model = models.build(ml_collections.ConfigDict(dict(
+        name="bert_classifier", variant="tiny", num_classes=2, vocab_size=500, max_len=16,
+        scan_layers=scan)))
+    tx = optax.adamw(1e-3)
+    init_fn = make_init_fn(model, tx, jnp.ones((1, 16), jnp.int32))
+    mesh = sharding.make_mesh(ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1)))
+    _, shardings = abstract_state(init_fn, mesh, sharding.DEFAULT_RULES)
+    return init_state(init_fn, seed, shardings), init_fn
+
+
+def _save(state, workdir) -> None:
+    checkpointer = Checkpointer(str(workdir), async_save=False)
+    checkpointer.save(1, state, {"next_batch": 1})
+    checkpointer.close()
+
+
+@pytest.mark.parametrize("source_scan,target_scan", [(False, True), (True, False)])
+def test_init_from_converts_between_scanned_and_unscanned_stacks(tmp_path, source_scan,
+                                                                  target_scan):
+    source, _ = _bert_state(source_scan, seed=1)
+    _save(source, tmp_path)
+    target, _ = _bert_state(target_scan, seed=2)
+    loaded = init_from.read_source_params(str(tmp_path), target_scan, like=target.params)
+    params, report = init_from.merge_params(target.params, loaded)
+    assert report["new"] == [] and report["unused"] == []  # every layer param was matched
+    src = param_paths.flatten(source.params)
+    for name, value in param_paths.flatten(params).items():
+        if "/layers/" in name:  # scanned here: layer i is the source's layers_i
+            for i in range(value.shape[0]):
+                np.testing.assert_array_equal(value[i], src[name.replace("/layers/",
+                                                                         f"/layers_{i}/")])
+        elif "/layers_" in name:
+            i = int(name.split("/layers_")[1].split("/")[0])
+            np.testing.assert_array_equal(value, src[name.replace(f"/layers_{i}/", "/layers/")][i])
+        else:
+            np.testing.assert_array_equal(value, src[name])
+        assert value.sharding == param_paths.flatten(target.params)[name].sharding
+
+
+def test_init_from_reads_params_only(tmp_path, monkeypatch):
+    source, _ = _bert_state(False, seed=1)
+    _save(source, tmp_path)
+    asked = []
+    real = checkpoint.restore_parts
+    monkeypatch.setattr(checkpoint, "restore_parts",
+                        lambda path, parts: asked.append(sorted(parts)) or real(path, parts))
+    target, _ = _bert_state(False, seed=2)
+    init_from.read_source_params(str(tmp_path), like=target.params)
+    assert asked == [["params"]]  # never the optimizer moments
+
+
+def test_vocab_padding_keeps_a_smaller_source_table(tmp_path):
+    fresh = {"emb": jnp.zeros((8, 3)), "head": jnp.zeros((3, 4))}
+    specs = {"emb": jax.sharding.PartitionSpec("vocab", "embed"),
+             "head": jax.sharding.PartitionSpec("embed", None)}
+    source = {"emb": np.ones((5, 3)), "head": np.ones((3, 2))}
+    merged, report = init_from.merge_params(fresh, source, specs)
+    np.testing.assert_array_equal(merged["emb"][:5], 1.0)
+    np.testing.assert_array_equal(merged["emb"][5:], 0.0)
+    np.testing.assert_array_equal(merged["head"], 0.0)  # not a vocab axis: a new head
+    assert report["loaded"] == ["emb (padded (5, 3) -> (8, 3))"]
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("digits"))
+    config = config_cli.load_config_file(os.path.join(REPO, "configs", "digits_cnn.py:runlocal"))
+    config.model.norm = "batch"
+    return workdir, config, train_and_evaluate(config, workdir)
+
+
+def test_evaluate_reads_neither_the_train_split_nor_the_optimizer_state(digits_run,
+                                                                      monkeypatch):
+    workdir, config, final = digits_run
+    splits, parts = [], []
+    real_load, real_restore = datasets.load, checkpoint.restore_parts
+    monkeypatch.setattr(datasets, "load",
+                        lambda name, split, data_dir=None: splits.append(split)
+                        or real_load(name, split, data_dir))
+    monkeypatch.setattr(checkpoint, "restore_parts",
+                        lambda path, p: parts.append(sorted(p)) or real_restore(path, p))
+    result = evaluate_checkpoint(config_cli.config_from_json(
+        os.path.join(workdir, "config.json")), workdir)
+    assert splits == ["test"] and parts == [["model_state", "params"]]
+    assert result["confusion_matrix"] == final["confusion_matrix"]  # BatchNorm stats restored
+    assert result["loss"] == pytest.approx(final["loss"], rel=1e-6)
