@@ -51,18 +51,11 @@ def exclude_patterns(exclude: Exclude = None) -> tuple[str, ...]:
     """
     if exclude is None:
         return DEFAULT_EXCLUDE
-    items = exclude.split(",") if isinstance(exclude, str) else list(exclude)
+    if not isinstance(exclude, str):
+        exclude = [str(item) for item in exclude]
     patterns = []
-    for item in (str(i).strip() for i in items):
-        if item == "default":
-            patterns.extend(DEFAULT_EXCLUDE)
-        elif item:
-            try:
-                re.compile(item)
-            except re.error as e:
-                raise ValueError(f"config.optim.decay_exclude: {item!r} is not a regular "
-                                 f"expression ({e}).") from None
-            patterns.append(item)
+    for item in param_paths.regex_list(exclude, "config.optim.decay_exclude"):
+        patterns.extend(DEFAULT_EXCLUDE if item == "default" else [item])
     return tuple(dict.fromkeys(patterns))  # unique, in order
 
 

@@ -36,17 +36,7 @@ _LAYER = re.compile(r"^layers_(\d+)$")
 
 def frozen_patterns(frozen: str | Sequence[str] | None) -> tuple[str, ...]:
     """`config.optim.frozen` as a tuple of regexes ("" or None: none)."""
-    if not frozen:
-        return ()
-    items = frozen.split(",") if isinstance(frozen, str) else list(frozen)
-    patterns = tuple(p.strip() for p in items if p.strip())
-    for p in patterns:
-        try:
-            re.compile(p)
-        except re.error as e:
-            raise ValueError(f"config.optim.frozen: {p!r} is not a regular expression ({e}).") \
-                from None
-    return patterns
+    return param_paths.regex_list(frozen, "config.optim.frozen")
 
 
 def settings(optim) -> tuple[tuple[str, ...], float | None]:
