@@ -33,6 +33,11 @@ RESUMABLE_CHANGES = ("total_steps", "total_epochs", "log_every_steps", "eval_eve
                      "eval_every_epochs", "checkpoint.every_steps", "checkpoint.keep",
                      "eval_batch_size", "eval_trim_multiple", "data.eval_examples")
 RESUMABLE_PREFIXES = ("evals.",)
+# Keys added after runs were saved, with the value that reproduces those runs: a saved
+# config without the key resumes when the new config has that value.
+ADDED_KEYS = {"grad_accum_steps": 1, "model.dtype": "float32", "model.param_dtype": "float32",
+              "model.norm": None, "model.vocab_multiple": 1, "optim.decay_exclude": None,
+              "optim.mu_dtype": None}
 
 __all__ = ["Experiment", "build_experiment", "make_train_step", "train_and_evaluate"]
 
@@ -63,7 +68,9 @@ def write_config(config: ml_collections.ConfigDict, workdir: str, resuming: bool
     if resuming and os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
-        changed = sorted(_diff(old, new))
+        changed = sorted(k for k in _diff(old, new)
+                         if not (k in ADDED_KEYS and _lookup(old, k) is _MISSING
+                                 and _lookup(new, k) == ADDED_KEYS[k]))
         refused = [k for k in changed if k not in RESUMABLE_CHANGES
                    and not k.startswith(RESUMABLE_PREFIXES)]
         if refused:
@@ -85,6 +92,17 @@ def write_config(config: ml_collections.ConfigDict, workdir: str, resuming: bool
         with open(tmp, "w") as f:
             f.write(config_cli.to_json(config))
         os.replace(tmp, path)  # readers never see a half-written file
+
+
+_MISSING = object()
+
+
+def _lookup(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return _MISSING
+        tree = tree[part]
+    return tree
 
 
 def _diff(old, new, prefix=""):

@@ -2,6 +2,7 @@
 only, straight onto the target shardings; scanned and unscanned stacks load into each
 other; `bigjax.evaluate` never reads the train split."""
 
+import json
 import os
 
 import jax
@@ -107,3 +108,28 @@ def test_evaluate_reads_neither_the_train_split_nor_the_optimizer_state(digits_r
     assert splits == ["test"] and parts == [["model_state", "params"]]
     assert result["confusion_matrix"] == final["confusion_matrix"]  # BatchNorm stats restored
     assert result["loss"] == pytest.approx(final["loss"], rel=1e-6)
+
+
+def test_a_run_saved_before_model_state_existed_resumes(tmp_path):
+    """Checkpoints and config.json written before `model_state`, `techniques` and the new
+    config keys existed still resume (the layout of add030d and earlier)."""
+    from bigjax import train
+
+    config = config_cli.load_config_file(os.path.join(REPO, "configs", "digits_cnn.py:runlocal"))
+    exp = train.build_experiment(config)
+    state = init_state(exp.init_fn, 0, exp.state_shardings, exp.rules)
+    old_layout = {"step": state.step, "params": state.params, "opt_state": state.opt_state,
+                  "rng": state.rng}
+    checkpointer = Checkpointer(str(tmp_path), async_save=False)
+    checkpointer.save(3, old_layout, {"next_batch": 3})
+    restored, _ = checkpointer.restore(3, exp.abstract_state)
+    checkpointer.close()
+    assert restored.model_state == {} and restored.techniques == {}
+    np.testing.assert_array_equal(restored.params["head"]["kernel"], state.params["head"]["kernel"])
+    saved = json.loads(config_cli.to_json(config))
+    del saved["grad_accum_steps"], saved["model"]["param_dtype"], saved["optim"]["mu_dtype"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    train.write_config(config, str(tmp_path), resuming=True)  # not refused
+    config.model.norm = "batch"  # a real change still is
+    with pytest.raises(ValueError, match="model.norm"):
+        train.write_config(config, str(tmp_path), resuming=True)
