@@ -53,8 +53,8 @@ def test_bert_trains_the_same_with_data_fsdp_and_tensor_parallelism(tmp_path, re
     one = last_json_line(run_cli("main", *args, f"--workdir={tmp_path / 'one'}").stdout)
     proc = run_cli("main", *args, f"--workdir={tmp_path / 'mesh'}", "--config.mesh.data=2",
                    "--config.mesh.fsdp=2", "--config.mesh.tensor=2", devices=8)
-    # Params are born sharded by their logical axis names.
-    assert "['bert']['embeddings']['word_embeddings']['embedding'] (30522, 128) " \
+    # Params are born sharded by their logical axis names (vocabulary padded to 30,720).
+    assert "['bert']['embeddings']['word_embeddings']['embedding'] (30720, 128) " \
            "P('tensor', 'fsdp')" in proc.stderr
     assert "'data': 2, 'fsdp': 2, 'tensor': 2" in proc.stderr
     mesh = last_json_line(proc.stdout)
