@@ -4,8 +4,8 @@ Builds the state abstractly (no param is allocated), lowers and compiles the
 train step against the configured mesh, and reports what a researcher needs
 before reserving machines: parameter count, bytes per device of params and
 optimizer state (from their shardings), the compiled step's argument / output /
-temporary bytes per device (XLA's memory analysis) and FLOPs per step (XLA's
-cost analysis). Writes nothing to the workdir.
+temporary bytes per device (XLA's memory analysis) and FLOPs per step, per device
+and in all (XLA's cost analysis of the partitioned program). Writes nothing to the workdir.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def report(config: ml_collections.ConfigDict) -> dict:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     state = exp.abstract_state
+    flops_per_device = float((cost or {}).get("flops", float("nan"))) / per_call
     result = {
         "mesh": dict(exp.mesh.shape),
         "params": int(sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))),
@@ -68,7 +69,9 @@ def report(config: ml_collections.ConfigDict) -> dict:
         "step_argument_bytes_per_device": int(getattr(memory, "argument_size_in_bytes", -1)),
         "step_output_bytes_per_device": int(getattr(memory, "output_size_in_bytes", -1)),
         "step_temp_bytes_per_device": int(getattr(memory, "temp_size_in_bytes", -1)),
-        "flops_per_step": float((cost or {}).get("flops", float("nan"))) / per_call,
+        # XLA counts the FLOPs of the partitioned (per-device) program.
+        "flops_per_step_per_device": flops_per_device,
+        "flops_per_step": flops_per_device * exp.mesh.devices.size,
         "steps": exp.total_steps,
     }
     log.info("Dry run: the train step compiles for mesh %s.\n%s", result["mesh"],

@@ -66,7 +66,8 @@ def test_dry_run_reports_memory_and_flops_without_writing(tmp_path):
                    "--dry_run", "--config.mesh.data=2", "--config.mesh.fsdp=4", devices=8)
     report = last_json_line(proc.stdout)
     assert report["mesh"] == {"data": 2, "fsdp": 4, "tensor": 1}
-    assert report["params"] == 151306 and report["flops_per_step"] > 1e7
+    assert report["params"] == 151306 and report["flops_per_step_per_device"] > 1e7
+    assert report["flops_per_step"] == 8 * report["flops_per_step_per_device"]
     # FSDP over 4: the dense kernel (131k of the 151k params) is split in four.
     assert report["params_bytes_per_device"] < 0.4 * report["params"] * 4
     assert report["opt_state_bytes_per_device"] == pytest.approx(
