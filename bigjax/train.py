@@ -17,7 +17,15 @@ import jax
 import ml_collections
 import numpy as np
 
-from bigjax import config_cli, durations, evaluators, init_from, param_lr, sharding
+from bigjax import (
+    config_cli,
+    decay_mask,
+    durations,
+    evaluators,
+    init_from,
+    param_lr,
+    sharding,
+)
 from bigjax.checkpoint import Checkpointer
 from bigjax.experiment import Experiment, build_experiment
 from bigjax.metric_writers import MetricWriter
@@ -184,6 +192,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     lr_line = param_lr.describe(state.params, config.optim)
     if lr_line:
         log.info(lr_line)
+    if config.optim.get("weight_decay") or config.optim.get("l1") or config.optim.get("l2"):
+        log.info(decay_mask.describe(state.params, config.optim.get("decay_exclude")))
     writer = MetricWriter(workdir)
     train_step = make_train_step(exp, per_call)
     progress = Progress(exp.total_steps, config.batch_size, step)
