@@ -130,7 +130,7 @@ def restore_or_init(exp: Experiment, checkpointer: Checkpointer) -> tuple[TrainS
         state = init_state(exp.init_fn, exp.config.seed, exp.state_shardings, exp.rules)
         source = exp.config.get("init_from")
         if source:
-            state = _init_from(exp, state, source)
+            state = load_init_from(exp, state, source)
         return state, 0
     state, data_position = checkpointer.restore(step, exp.abstract_state)
     next_batch = exp.train_batches.check_position(data_position)
@@ -138,7 +138,9 @@ def restore_or_init(exp: Experiment, checkpointer: Checkpointer) -> tuple[TrainS
     return state, next_batch
 
 
-def _init_from(exp: Experiment, state: TrainState, source: str) -> TrainState:
+def load_init_from(exp: Experiment, state: TrainState, source: str) -> TrainState:
+    """`state` with the params of `source` (a bigjax workdir, HF folder or "minilm") merged
+    in by path onto its shardings, and a fresh optimizer state for them."""
     scan = bool(exp.config.model.get("scan_layers", False))
     with sharding.mesh_context(exp.mesh, exp.rules):
         boxed = jax.eval_shape(exp.init_fn, jax.random.PRNGKey(0))
