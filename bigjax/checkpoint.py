@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from bigjax import param_paths
 
@@ -99,7 +100,7 @@ def _as_dict(state) -> dict:
 def saved_tree(path: str) -> dict:
     """The saved state's structure at `path` (`.../<step>/state`): nested dicts whose
     leaves have `.shape` and `.dtype`; no array is read."""
-    return ocp.PyTreeCheckpointer().metadata(path).item_metadata.tree
+    return ocp.PyTreeCheckpointHandler().metadata(epath.Path(path)).tree
 
 
 def restore_parts(path: str, parts: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +118,8 @@ def restore_parts(path: str, parts: dict[str, Any]) -> dict[str, Any]:
                          "written by another kind of run.")
     restore_args = jax.tree.map(lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding, dtype=x.dtype),
                                 wanted)
-    restored = ocp.PyTreeCheckpointer().restore(path, args=ocp.args.PyTreeRestore(
+    # The item's handler directly: a Checkpointer would look for step-level metadata here.
+    restored = ocp.PyTreeCheckpointHandler().restore(epath.Path(path), args=ocp.args.PyTreeRestore(
         item=wanted, restore_args=restore_args, partial_restore=True)) if wanted else {}
     return {k: restored.get(k, v) for k, v in parts.items()}
 
