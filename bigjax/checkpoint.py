@@ -22,6 +22,17 @@ from bigjax import param_paths
 MODEL_PARTS = ("params", "model_state")
 
 
+class _Manager(ocp.CheckpointManager):
+    """Orbax's manager, minus its own preemption check: it would call JAX's preemption sync
+    point with checkpoint steps, moving the per-process counter that
+    `bigjax.preemption.PreemptionCheck` counts in train-step calls (a notice arriving
+    after a save could then stop the run many steps late, or never). bigjax saves with
+    `force=True` and decides about preemption itself."""
+
+    def reached_preemption(self, step: int) -> bool:
+        return False
+
+
 class Checkpointer:
     """Saves `(state, data_position)` when asked; lists and restores complete checkpoints."""
 
@@ -30,7 +41,7 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=async_save
         )
-        self._manager = ocp.CheckpointManager(
+        self._manager = _Manager(
             self.directory, options=options, item_names=("state", "data")
         )
 

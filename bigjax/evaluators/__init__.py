@@ -53,8 +53,12 @@ def settings_from_config(config: ml_collections.ConfigDict, steps_per_epoch: int
         kind = entry.get("type")
         if kind not in TYPES:
             raise ValueError(f"config.evals.{name}.type={kind!r}; choose one of {sorted(TYPES)}.")
-        every = durations.resolve_steps(ml_collections.ConfigDict(entry), "every",
-                                        steps_per_epoch)
+        try:
+            every = durations.resolve_steps(ml_collections.ConfigDict(entry), "every",
+                                            steps_per_epoch)
+        except ValueError:
+            raise ValueError(f"config.evals.{name}: set only one of every_steps and "
+                             "every_epochs.") from None
         result.append(EvalSettings(
             name=name, type=kind, split=entry.get("split") or defaults["split"],
             every_steps=every, batch_size=entry.get("batch_size") or defaults["batch_size"],
