@@ -168,7 +168,7 @@ def test_unknown_key_is_a_clear_error():
 
 def test_both_cadences_is_an_error():
     config = _config(test=dict(type="metrics", every_steps=10, every_epochs=1.0))
-    with pytest.raises(ValueError, match="config.evals.test: set only one of every_steps and every_epochs"):
+    with pytest.raises(ValueError, match="config.evals.test: set only one of every_steps"):
         evaluators.settings_from_config(config, steps_per_epoch=22)
 
 
