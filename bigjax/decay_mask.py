@@ -41,6 +41,10 @@ DEFAULT_EXCLUDE: tuple[str, ...] = (r"(^|/)bias$", r"(^|/)[^/]*[Nn]orm(_?\d+)?/[
 NO_EMBEDDING_DECAY: tuple[str, ...] = DEFAULT_EXCLUDE + (r"(^|/)embedding$",)
 
 Exclude = str | Sequence[str] | None
+# The rule before decay_exclude existed: no decay on params with fewer than 2 dims
+# (which decays BERT's q/k/v biases and, with scan_layers, every norm param). Runs saved
+# then resume with `decay_exclude="rank<2"`.
+LEGACY_RANK_RULE = "rank<2"
 
 
 def exclude_patterns(exclude: Exclude = None) -> tuple[str, ...]:
@@ -71,6 +75,9 @@ def decay_mask(params, exclude: Exclude = None):
     gets one bool (a prefix of the tree, as `optax.masked` accepts). `exclude` is
     `config.optim.decay_exclude` (see `exclude_patterns`; None: the defaults).
     """
+    if exclude == LEGACY_RANK_RULE:
+        return jax.tree.map(lambda p: len(np.shape(meta.unbox(p))) > 1, params,
+                            is_leaf=lambda x: isinstance(x, meta.AxisMetadata))
     patterns = exclude_patterns(exclude)
     return jax.tree_util.tree_map_with_path(
         lambda path, _: is_decayed(param_paths.path_name(path), patterns), params,
@@ -88,4 +95,5 @@ def describe(params, exclude: Exclude = None) -> str:
         counts[keep[name]][1] += int(np.prod(np.shape(leaf)))
     (n_yes, v_yes), (n_no, v_no) = counts[True], counts[False]
     return (f"weight decay / L1 / L2 apply to {n_yes} arrays ({v_yes:,} values) and skip "
-            f"{n_no} ({v_no:,} values); decay_exclude={list(exclude_patterns(exclude))}")
+            f"{n_no} ({v_no:,} values); decay_exclude="
+            f"{exclude if exclude == LEGACY_RANK_RULE else list(exclude_patterns(exclude))}")

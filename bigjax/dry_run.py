@@ -4,8 +4,8 @@ Builds the state abstractly (no param is allocated), lowers and compiles the
 train step against the configured mesh, and reports what a researcher needs
 before reserving machines: parameter count, bytes per device of params and
 optimizer state (from their shardings), the compiled step's argument / output /
-temporary bytes per device (XLA's memory analysis) and FLOPs per step, per device
-and in all (XLA's cost analysis of the partitioned program). Writes nothing to the workdir.
+temporary bytes per device (XLA's memory analysis) and FLOPs per step (XLA's cost
+analysis of the step, unrolled: see `flops_per_step`). Writes nothing to the workdir.
 """
 
 from __future__ import annotations
@@ -56,10 +56,8 @@ def report(config: ml_collections.ConfigDict) -> dict:
         compiled = train_step.lower(exp.abstract_state,
                                     abstract_batch(exp, per_call)).compile()
     memory = compiled.memory_analysis()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = flops_per_step(config, exp)
     state = exp.abstract_state
-    flops_per_device = float((cost or {}).get("flops", float("nan"))) / per_call
     result = {
         "mesh": dict(exp.mesh.shape),
         "params": int(sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))),
@@ -69,14 +67,32 @@ def report(config: ml_collections.ConfigDict) -> dict:
         "step_argument_bytes_per_device": int(getattr(memory, "argument_size_in_bytes", -1)),
         "step_output_bytes_per_device": int(getattr(memory, "output_size_in_bytes", -1)),
         "step_temp_bytes_per_device": int(getattr(memory, "temp_size_in_bytes", -1)),
-        # XLA counts the FLOPs of the partitioned (per-device) program.
-        "flops_per_step_per_device": flops_per_device,
-        "flops_per_step": flops_per_device * exp.mesh.devices.size,
+        "flops_per_step": flops,
+        "flops_per_step_per_device": flops / exp.mesh.devices.size,
         "steps": exp.total_steps,
     }
     log.info("Dry run: the train step compiles for mesh %s.\n%s", result["mesh"],
              "\n".join(f"  {k}: {_human(k, v)}" for k, v in result.items() if k != "mesh"))
     return result
+
+
+def flops_per_step(config: ml_collections.ConfigDict, exp=None) -> float:
+    """FLOPs of one optimizer step on the global batch, from XLA's cost analysis of the
+    step lowered without loops: XLA counts a loop body once, so an unrolled twin of the
+    config (one step per call, no accumulation, unscanned layers: the same arithmetic)
+    is lowered when the config has loops. `exp`: the config's experiment, if built."""
+    twin = ml_collections.ConfigDict(config.to_dict())
+    twin.steps_per_call = 1
+    twin.grad_accum_steps = 1
+    if "scan_layers" in twin.model:
+        twin.model.scan_layers = False
+    if exp is None or twin.to_dict() != config.to_dict():
+        exp = build_experiment(twin)
+    with sharding.mesh_context(exp.mesh, exp.rules):
+        lowered = make_train_step(exp).lower(exp.abstract_state, abstract_batch(exp))
+    cost = lowered.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float((cost or {}).get("flops", float("nan")))
 
 
 def _human(key: str, value) -> str:

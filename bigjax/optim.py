@@ -77,8 +77,10 @@ def make_optimizer(
     """
     schedule = make_schedule(optim, total_steps)
     name, wd = optim.name, optim.get("weight_decay", 0.0)
-    mask = functools.partial(decay_mask.decay_mask,
-                             exclude=decay_mask.exclude_patterns(optim.get("decay_exclude")))
+    exclude = optim.get("decay_exclude")
+    if exclude != decay_mask.LEGACY_RANK_RULE:
+        exclude = decay_mask.exclude_patterns(exclude)  # bad regexes fail here, at build
+    mask = functools.partial(decay_mask.decay_mask, exclude=exclude)
     moment_dtype, nesterov = mu_dtype(optim), bool(optim.get("nesterov", False))
     parts = []
     if optim.get("grad_clip_norm"):

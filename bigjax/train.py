@@ -44,8 +44,8 @@ RESUMABLE_PREFIXES = ("evals.",)
 # Keys added after runs were saved, with the value that reproduces those runs: a saved
 # config without the key resumes when the new config has that value.
 ADDED_KEYS = {"grad_accum_steps": 1, "model.dtype": "float32", "model.param_dtype": "float32",
-              "model.norm": None, "model.vocab_multiple": 1, "optim.decay_exclude": None,
-              "optim.mu_dtype": None}
+              "model.norm": None, "model.vocab_multiple": 1,
+              "optim.decay_exclude": decay_mask.LEGACY_RANK_RULE, "optim.mu_dtype": None}
 
 __all__ = ["Experiment", "build_experiment", "make_train_step", "train_and_evaluate"]
 
@@ -76,16 +76,23 @@ def write_config(config: ml_collections.ConfigDict, workdir: str, resuming: bool
     if resuming and os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
-        changed = sorted(k for k in _diff(old, new)
-                         if not (k in ADDED_KEYS and _lookup(old, k) is _MISSING
-                                 and _lookup(new, k) == ADDED_KEYS[k]))
-        refused = [k for k in changed if k not in RESUMABLE_CHANGES
+        # A key the saved config lacks counts as its ADDED_KEYS value (what that run used).
+        older = {k for k, v in ADDED_KEYS.items() if _lookup(old, k) is _MISSING
+                 and _lookup(new, k) is not _MISSING}
+        changed = sorted((set(_diff(old, new)) - older)
+                         | {k for k in older if _lookup(new, k) != ADDED_KEYS[k]})
+        refused = [k for k in changed if k not in RESUMABLE_CHANGES and k != "evals"
                    and not k.startswith(RESUMABLE_PREFIXES)]
         if refused:
+            older = [f"--config.{k}={ADDED_KEYS[k]}" for k in refused
+                     if k in ADDED_KEYS and _lookup(old, k) is _MISSING]
+            hint = (f" The run predates {', '.join(k.split('=')[0][9:] for k in older)}: "
+                    f"resume it as it was with {' '.join(older)}.") if older else ""
             raise ValueError(
                 f"{workdir} holds a run with a different config ({', '.join(refused)} differ); "
                 "resuming would mix two experiments. Use a new --workdir, or the original "
-                f"values. Only {', '.join(RESUMABLE_CHANGES)} and evals.* may change on resume.")
+                f"values. Only {', '.join(RESUMABLE_CHANGES)} and evals.* may change on "
+                f"resume.{hint}")
         if any(k in ("total_steps", "total_epochs") for k in changed) and \
                 config.optim.get("schedule", "constant") != "constant":
             log.warning("The run's length changed: the %s learning-rate schedule is stretched to "

@@ -2,8 +2,9 @@
 
 Pure: the step's randomness comes from folding `state.step` into `state.rng`.
 With `grad_accum_steps = k` the global batch is split into k microbatches inside
-the step (a `lax.scan` summing gradients), which gives the full batch's update
-with a k-times smaller activation footprint. The step is compiled with explicit
+the step (a `lax.scan` summing gradients in float32), which gives the full batch's
+update for per-example losses with a k-times smaller activation footprint (see
+`make_step_fn` for per-token losses and BatchNorm). The step is compiled with explicit
 shardings: state in = state out (the born-sharded layout), batch split over
 `data` x `fsdp`, metrics replicated; the state is donated.
 """
@@ -46,10 +47,12 @@ def make_step_fn(model, task, preprocess, tx: optax.GradientTransformation,
     """The un-jitted `one_step(state, batch) -> (state, metrics)`.
 
     Metrics: the task's training metrics, `loss` (without the L1/L2 penalty),
-    `grad_norm` (global norm of the gradients applied) and `learning_rate`.
-    With accumulation they are means over the microbatches; the mean of the
-    microbatches' mean losses equals the full batch's for per-example losses
-    (a per-token loss such as MLM weighs microbatches equally instead of by tokens).
+    `grad_norm` (global norm of the raw gradients, before clipping and per-param
+    multipliers) and `learning_rate`. With accumulation they are means over the
+    microbatches. The mean of the microbatches' mean losses is the full batch's for
+    per-example losses (classification); a per-token loss (MLM) weighs microbatches
+    equally instead of by token count, and BatchNorm normalises each microbatch with
+    its own statistics (as data parallelism without synchronised statistics would).
     """
     k = int(grad_accum_steps)
     penalty_kw = {} if decay_exclude is None else {"exclude": decay_exclude}
@@ -64,19 +67,22 @@ def make_step_fn(model, task, preprocess, tx: optax.GradientTransformation,
     grad_fn = jax.grad(loss_fn, has_aux=True)
 
     def accumulated(params, model_state, batch, rng):
-        def body(carry, micro):
-            grad_sum, model_state = carry
+        # Every microbatch starts from the step's model state; the new states (e.g.
+        # BatchNorm running statistics) are averaged: one momentum update per step with
+        # the mean of the microbatches' statistics. Gradients add up in float32.
+        def body(grad_sum, micro):
             mb, index = micro
-            grads, (loss, metrics, model_state) = grad_fn(params, model_state, mb,
-                                                          jax.random.fold_in(rng, index))
-            return (jax.tree.map(jnp.add, grad_sum, grads), model_state), (loss, metrics)
+            grads, (loss, metrics, new_state) = grad_fn(params, model_state, mb,
+                                                        jax.random.fold_in(rng, index))
+            grad_sum = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), grad_sum, grads)
+            return grad_sum, (loss, metrics, new_state)
 
-        zeros = jax.tree.map(jnp.zeros_like, params)
+        zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
         micro = (split_microbatches(batch, k, mesh), jnp.arange(k))
-        (grad_sum, model_state), (losses, metrics) = jax.lax.scan(body, (zeros, model_state),
-                                                                  micro)
-        grads = jax.tree.map(lambda g: g / k, grad_sum)
-        return grads, (losses.mean(), jax.tree.map(jnp.mean, metrics), model_state)
+        grad_sum, (losses, metrics, new_states) = jax.lax.scan(body, zeros, micro)
+        grads = jax.tree.map(lambda g, p: (g / k).astype(p.dtype), grad_sum, params)
+        mean = jax.tree.map(lambda x: x.mean(0).astype(x.dtype), (metrics, new_states))
+        return grads, (losses.mean(), *mean)
 
     def one_step(state: TrainState, batch: dict) -> tuple[TrainState, dict[str, Any]]:
         rng = jax.random.fold_in(state.rng, state.step)

@@ -126,3 +126,15 @@ def test_describe_counts_arrays_and_values():
               "norm": {"scale": jnp.ones(4)}}
     line = decay_mask.describe(params)
     assert "apply to 1 arrays (12 values) and skip 2 (8 values)" in line
+
+
+def test_runs_saved_before_decay_exclude_resume_with_the_rank_rule():
+    """`decay_exclude="rank<2"` is the rule older runs trained with (no decay on params
+    with fewer than 2 dims), so they resume unchanged."""
+    params = {"dense": {"kernel": jnp.ones((3, 4)), "bias": jnp.ones(4)},
+              "attention": {"query": {"bias": jnp.ones((2, 2))}},
+              "layers": {"attention_norm": {"scale": jnp.ones((2, 4))}}}
+    mask = decay_mask.decay_mask(params, decay_mask.LEGACY_RANK_RULE)
+    assert mask == {"dense": {"kernel": True, "bias": False},
+                    "attention": {"query": {"bias": True}},
+                    "layers": {"attention_norm": {"scale": True}}}

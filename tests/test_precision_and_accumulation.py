@@ -83,3 +83,28 @@ def test_accumulation_gives_the_full_batch_update(k):
 def test_accumulation_must_divide_the_batch():
     with pytest.raises(ValueError, match="grad_accum_steps=5"):
         _experiment(("grad_accum_steps", "5"))
+
+
+def test_accumulation_makes_one_batch_norm_update_per_step():
+    """Each microbatch starts from the step's statistics and their updates are averaged:
+    the running means equal the full batch's (the mean of equal-sized microbatch means),
+    not k successive momentum updates."""
+    states = {}
+    for k in (1, 4):
+        exp = _experiment(("model.norm", "batch"), ("model.dropout_rate", "0.0"),
+                          ("grad_accum_steps", str(k)))
+        states[k], _ = _train(exp, 1)
+    for a, b in zip(jax.tree.leaves(states[1].model_state["batch_stats"]["conv_norm_0"]["mean"]),
+                    jax.tree.leaves(states[4].model_state["batch_stats"]["conv_norm_0"]["mean"]),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_flops_per_step_count_every_microbatch_and_step():
+    """XLA's cost analysis counts a loop body once; the dry run's FLOPs do not."""
+    from bigjax import dry_run
+
+    plain = dry_run.flops_per_step(_experiment().config)
+    for key in ("grad_accum_steps", "steps_per_call"):
+        assert dry_run.flops_per_step(_experiment((key, "4")).config) == plain
+    assert plain > 1e8  # 64 digits through two convs, forward and backward

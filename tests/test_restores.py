@@ -130,6 +130,12 @@ def test_a_run_saved_before_model_state_existed_resumes(tmp_path):
     del saved["grad_accum_steps"], saved["model"]["param_dtype"], saved["optim"]["mu_dtype"]
     (tmp_path / "config.json").write_text(json.dumps(saved))
     train.write_config(config, str(tmp_path), resuming=True)  # not refused
+    del saved["optim"]["decay_exclude"]  # older runs decayed by rank: say how to keep that
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"--config.optim.decay_exclude=rank<2"):
+        train.write_config(config, str(tmp_path), resuming=True)
+    config.optim.decay_exclude = "rank<2"
+    train.write_config(config, str(tmp_path), resuming=True)
     config.model.norm = "batch"  # a real change still is
     with pytest.raises(ValueError, match="model.norm"):
         train.write_config(config, str(tmp_path), resuming=True)
