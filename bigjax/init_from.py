@@ -5,7 +5,8 @@ its newest checkpoint are read (never optimizer moments), each device reading it
 own shards of the new run's layout; a scanned stack (`layers` with a leading
 [layers] axis) and an unscanned one (`layers_0 ... layers_{n-1}`) load into each
 other. A source table smaller than the new one along a `vocab` axis (a vocabulary
-padded for tensor parallelism) fills its first rows. A param whose path is missing
+padded for tensor parallelism) fills its first rows; a larger one whose extra rows are
+all zero (padding) gives its first rows. A param whose path is missing
 from the source, or whose shape differs otherwise (a new head), keeps its fresh
 initialisation. A log line lists what was loaded and what is new.
 """
@@ -115,6 +116,30 @@ def read_workdir_params(workdir: str, step: int, like) -> dict[str, jax.Array]:
     return out
 
 
+def read_workdir_model_state(source: str, like: dict) -> dict | None:
+    """The model state (e.g. BatchNorm `batch_stats`) of a bigjax workdir's newest
+    checkpoint onto `like`'s shardings, or None when `source` is not a workdir or its
+    model state does not have `like`'s structure and shapes."""
+    if not jax.tree.leaves(like) or not os.path.isdir(os.path.join(source, "checkpoints")):
+        return None
+    step = checkpoint.latest_step_in(source)
+    path = os.path.join(os.path.abspath(source), "checkpoints", str(step), "state")
+    saved = checkpoint.saved_tree(path).get("model_state")
+    same = saved is not None and jax.tree.structure(
+        jax.tree.map(lambda m: tuple(m.shape), saved, is_leaf=lambda x: hasattr(x, "shape"))
+    ) == jax.tree.structure(jax.tree.map(lambda x: tuple(x.shape), like)) and all(
+        tuple(m.shape) == tuple(x.shape) for m, x in zip(
+            jax.tree.leaves(saved, is_leaf=lambda x: hasattr(x, "shape")),
+            jax.tree.leaves(like), strict=True))
+    if not same:
+        log.info("init_from %s: its model state does not fit this model; keeping the fresh "
+                 "one.", source)
+        return None
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                            like)
+    return checkpoint.restore_parts(path, {"model_state": abstract})["model_state"]
+
+
 def _nest(flat: dict[str, Any]) -> dict:
     tree: dict = {}
     for name, value in flat.items():
@@ -158,6 +183,11 @@ def merge_params(fresh, source: dict, logical_specs=None):
             merged.append(jax.jit(lambda f, v, i=index: f.at[i].set(v.astype(f.dtype)),
                                   out_shardings=sharding)(leaf, value))
             report["loaded"].append(f"{name} (padded {shape} -> {tuple(leaf.shape)})")
+        elif shape is not None and _pads_vocab(tuple(leaf.shape), shape, names_flat.get(name)) \
+                and _only_zeros_beyond(value, leaf.shape):
+            index = tuple(slice(0, n) for n in leaf.shape)  # the source's padding rows go
+            merged.append(jax.device_put(np.asarray(value)[index].astype(leaf.dtype), sharding))
+            report["loaded"].append(f"{name} (unpadded {shape} -> {tuple(leaf.shape)})")
         else:
             merged.append(leaf)
             report["new"].append(name if value is None else
@@ -175,6 +205,14 @@ def _pads_vocab(shape, fresh_shape, spec) -> bool:
     diffs = [d for d, (a, b) in enumerate(zip(shape, fresh_shape, strict=True)) if a != b]
     return bool(diffs) and all(names[d] == "vocab" and shape[d] < fresh_shape[d]
                                for d in diffs)
+
+
+def _only_zeros_beyond(value, shape) -> bool:
+    """Whether `value` is zero outside its leading `shape` block (vocabulary padding)."""
+    value = np.asarray(value)
+    kept = np.zeros(value.shape, bool)
+    kept[tuple(slice(0, n) for n in shape)] = True
+    return not np.any(value[~kept])
 
 
 def log_report(source: str, report: dict) -> None:

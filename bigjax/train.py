@@ -159,7 +159,11 @@ def load_init_from(exp: Experiment, state: TrainState, source: str) -> TrainStat
         raise ValueError(f"config.init_from={source!r} matched no params of the model; "
                          "check that it holds the same architecture.")
     opt_state = jax.jit(exp.tx.init, out_shardings=exp.state_shardings.opt_state)(params)
-    return state.replace(params=params, opt_state=opt_state)
+    model_state = init_from.read_workdir_model_state(source, state.model_state)
+    if model_state is not None:
+        log.info("init_from %s: loaded the model state (%s).", source, ", ".join(model_state))
+    return state.replace(params=params, opt_state=opt_state,
+                         model_state=state.model_state if model_state is None else model_state)
 
 
 # --------------------------------------------------------------------------- loop

@@ -139,3 +139,28 @@ def test_a_run_saved_before_model_state_existed_resumes(tmp_path):
     config.model.norm = "batch"  # a real change still is
     with pytest.raises(ValueError, match="model.norm"):
         train.write_config(config, str(tmp_path), resuming=True)
+
+
+def test_init_from_a_batch_norm_run_loads_its_statistics(digits_run):
+    from bigjax import train
+
+    workdir, config, _ = digits_run
+    exp = train.build_experiment(config)
+    fresh = init_state(exp.init_fn, 1, exp.state_shardings, exp.rules)
+    state = train.load_init_from(exp, fresh, workdir)
+    saved = checkpoint.read_state_to_host(workdir, 20)["model_state"]
+    mean = state.model_state["batch_stats"]["conv_norm_0"]["mean"]
+    np.testing.assert_array_equal(mean, saved["batch_stats"]["conv_norm_0"]["mean"])
+    assert not np.array_equal(mean, fresh.model_state["batch_stats"]["conv_norm_0"]["mean"])
+
+
+def test_a_larger_padded_source_table_gives_its_real_rows():
+    fresh = {"emb": jnp.zeros((8, 3))}
+    specs = {"emb": jax.sharding.PartitionSpec("vocab", "embed")}
+    padded = np.concatenate([np.ones((6, 3)), np.zeros((6, 3))])  # 6 real rows, 6 padding
+    merged, report = init_from.merge_params(fresh, {"emb": padded}, specs)
+    np.testing.assert_array_equal(merged["emb"][:6], 1.0)
+    assert report["loaded"] == ["emb (unpadded (12, 3) -> (8, 3))"]
+    real = np.ones((12, 3))  # 12 real rows do not fit 8: a different vocabulary, not loaded
+    _, report = init_from.merge_params(fresh, {"emb": real}, specs)
+    assert report["new"] == ["emb (shape (12, 3) -> (8, 3))"]
