@@ -36,10 +36,14 @@ class _Manager(ocp.CheckpointManager):
 class Checkpointer:
     """Saves `(state, data_position)` when asked; lists and restores complete checkpoints."""
 
-    def __init__(self, workdir: str, keep: int | None = 3, async_save: bool = True):
+    def __init__(self, workdir: str, keep: int | None = 3, async_save: bool = True,
+                 read_only: bool = False):
+        """`read_only`: for readers of another run's workdir (evaluate, init_from), which
+        must never create, delete or write anything there."""
         self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=async_save
+            max_to_keep=keep, create=not read_only, enable_async_checkpointing=async_save,
+            read_only=read_only,
         )
         self._manager = _Manager(
             self.directory, options=options, item_names=("state", "data")
@@ -137,7 +141,7 @@ def restore_parts(path: str, parts: dict[str, Any]) -> dict[str, Any]:
 
 def latest_step_in(workdir: str) -> int:
     """The newest complete checkpoint step of the run in `workdir` (error if none)."""
-    checkpointer = Checkpointer(workdir, keep=None, async_save=False)
+    checkpointer = Checkpointer(workdir, keep=None, async_save=False, read_only=True)
     try:
         step = checkpointer.latest_step()
     finally:

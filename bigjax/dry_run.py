@@ -17,9 +17,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from bigjax import sharding
+from bigjax import durations, evaluators, input_pipeline, sharding
 from bigjax.experiment import build_experiment
-from bigjax.train import make_train_step
+from bigjax.train import make_train_step, validate_loop
 
 log = logging.getLogger("bigjax")
 
@@ -51,6 +51,12 @@ def report(config: ml_collections.ConfigDict) -> dict:
     """Compiles the train step of `config` on its mesh; returns (and logs) the report."""
     exp = build_experiment(config)
     per_call = int(config.get("steps_per_call", 1))
+    # What the real run checks before training: loop settings and every evaluator's.
+    spe = exp.train_batches.steps_per_epoch
+    validate_loop(config, exp, durations.resolve_steps(config, "log_every", spe, 100), per_call)
+    for s in evaluators.settings_from_config(config, spe):
+        sharding.check_batch_size(exp.mesh, s.batch_size, s.batch_size_key)
+        input_pipeline.check_trim_multiple(s.trim_multiple)
     train_step = make_train_step(exp, per_call)
     with sharding.mesh_context(exp.mesh, exp.rules):
         compiled = train_step.lower(exp.abstract_state,

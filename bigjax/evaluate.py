@@ -32,7 +32,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
     settings = evaluators.settings_from_config(config, steps_per_epoch=1)
     evals = evaluators.build(settings, parts.load_split, parts.model, parts.task,
                              parts.preprocess, parts.mesh, parts.rules)
-    checkpointer = Checkpointer(workdir, keep=None, async_save=False)
+    checkpointer = Checkpointer(workdir, keep=None, async_save=False, read_only=True)
     try:
         step = checkpointer.latest_step() if step is None else step
         if step is None:

@@ -124,10 +124,12 @@ def check_trim_multiple(trim_multiple) -> None:
 
 
 def eval_batches(data: ArrayDataset, global_batch_size: int, rows: slice | None = None,
-                 trim_multiple: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+                 trim_multiple: int | None = None,
+                 with_index: bool = False) -> Iterator[dict[str, np.ndarray]]:
     """Every example exactly once, in batches padded to `global_batch_size`.
 
-    Each batch has a `mask: bool [rows]` column, False on padding rows; this
+    Each batch has a `mask: bool [rows]` column, False on padding rows (and with
+    `with_index` an `index: int32 [rows]` column, each row's example index); this
     process yields its rows of each global batch.
 
     Token data (an `input_ids: [n, max_len]` column padded with trailing 0s) with
@@ -159,6 +161,8 @@ def eval_batches(data: ArrayDataset, global_batch_size: int, rows: slice | None 
             width = min(max_len, -(-longest // trim_multiple) * trim_multiple)
         batch = data.take(indices[rows])
         batch["mask"] = mask[rows]
+        if with_index:  # each row's example index in `data` (the order may be by length)
+            batch["index"] = indices[rows].astype(np.int32)
         if trim:
             batch["input_ids"] = batch["input_ids"][:, :width]
         yield batch

@@ -14,7 +14,7 @@ import logging
 import signal
 import threading
 
-from jax._src import distributed
+import jax
 from jax.experimental import multihost_utils
 
 log = logging.getLogger("bigjax")
@@ -31,7 +31,7 @@ class PreemptionCheck:
         self.requested = False
         self._calls = 0
         self._previous = None
-        self._distributed = distributed.global_state.client is not None
+        self._distributed = jax.distributed.is_initialized()
         if not self._distributed and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._handle)
 

@@ -62,7 +62,9 @@ def make_mesh(mesh_config: ml_collections.ConfigDict, devices=None) -> Mesh:
     shape = mesh_shape(mesh_config, len(devices))
     try:
         device_array = mesh_utils.create_device_mesh(shape, devices)
-    except (AssertionError, ValueError, NotImplementedError):
+    except (AssertionError, ValueError, NotImplementedError) as err:
+        log.info("Mesh %s: no topology-aware device order (%s); using the devices in order.",
+                 shape, err)
         device_array = np.asarray(devices).reshape(shape)
     return Mesh(device_array, MESH_AXES)
 

@@ -175,7 +175,8 @@ def _host_metrics(pending: list) -> tuple[list[int], dict[str, np.ndarray]]:
     return steps, {k: np.concatenate([m[k] for m in fetched]) for k in fetched[0]}
 
 
-def _validate_loop(config, exp: Experiment, log_every: int, per_call: int) -> None:
+def validate_loop(config, exp: Experiment, log_every: int, per_call: int) -> None:
+    """Loop settings that would fail mid-run, checked before training (and by --dry_run)."""
     if log_every <= 0:
         raise ValueError(f"config.log_every_steps must be positive, got {log_every}.")
     if per_call <= 0 or exp.total_steps % per_call:
@@ -192,7 +193,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     log_every = durations.resolve_steps(config, "log_every", spe, 100)
     ckpt_every = config.checkpoint.every_steps
     per_call = int(config.get("steps_per_call", 1))
-    _validate_loop(config, exp, log_every, per_call)
+    validate_loop(config, exp, log_every, per_call)
     evals = evaluators.build(evaluators.settings_from_config(config, spe, workdir),
                              exp.load_split, exp.model, exp.task, exp.preprocess, exp.mesh,
                              exp.rules)
@@ -212,11 +213,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     progress = Progress(exp.total_steps, config.batch_size, step)
     preemption = PreemptionCheck()
     batches = exp.train_batches.iterate(step, exp.total_steps)
-    pending: list = []
+    pending: list = []  # (first step, device metrics) not yet fetched
+    unlogged: list = []  # fetched values since the last written row
 
     def check_and_log(step: int, write: bool) -> None:
         steps, values = _host_metrics(pending)
         pending.clear()
+        unlogged.append(values)
         # A finite loss with a non-finite gradient still corrupts the params: check both.
         bad = np.flatnonzero(~np.isfinite(values["loss"]) | ~np.isfinite(values["grad_norm"]))
         if bad.size:
@@ -225,7 +228,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 f"{values['grad_norm'][bad[0]]}) at step {steps[bad[0]] + 1}; stopping. The "
                 f"newest good checkpoint is {checkpointer.latest_step()}. Lower the learning "
                 "rate or enable config.optim.grad_clip_norm.")
-        if write:
+        if write:  # means over every step since the last row, not just since the last check
+            values = {k: np.concatenate([v[k] for v in unlogged]) for k in values}
+            unlogged.clear()
             scalars = {f"train/{k}": v.mean() for k, v in values.items()}
             scalars["train/learning_rate"] = values["learning_rate"][-1]
             rates = progress.rates(step)

@@ -72,7 +72,11 @@ def test_each_evaluator_runs_on_its_own_cadence_and_writes_its_outputs(single):
     assert final["train/num_examples"] == 360  # `examples=360` of the train split
     assert final["test_auc/accuracy"] == final["test/accuracy"]  # same split, same params
     outputs = _npz(workdir)
-    assert set(outputs) == {"label", "prediction", "probabilities"}
+    assert set(outputs) == {"index", "label", "prediction", "probabilities"}
+    assert sorted(outputs["index"]) == list(range(NUM_TEST))  # joins back to the split
+    from bigjax import datasets
+    labels = datasets.load("digits", "test").features["label"]
+    np.testing.assert_array_equal(outputs["label"], labels[outputs["index"]])
     assert outputs["label"].shape == outputs["prediction"].shape == (NUM_TEST,)
     assert outputs["probabilities"].shape == (NUM_TEST, 10)
     np.testing.assert_allclose(outputs["probabilities"].sum(1), 1.0, rtol=1e-5)

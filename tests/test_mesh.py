@@ -78,6 +78,9 @@ def test_dry_run_reports_memory_and_flops_without_writing(tmp_path):
                   "--dry_run", "--config.batch_size=12", devices=8, check=False)
     assert bad.returncode == 1
     assert "config.batch_size=12 must be a multiple of the 8 devices" in bad.stderr
+    bad = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}",
+                  "--dry_run", "--config.eval_batch_size=100", devices=8, check=False)
+    assert "config.eval_batch_size=100 must be a multiple of the 8 devices" in bad.stderr
 
 
 @pytest.mark.slow

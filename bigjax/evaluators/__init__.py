@@ -53,18 +53,26 @@ def settings_from_config(config: ml_collections.ConfigDict, steps_per_epoch: int
         kind = entry.get("type")
         if kind not in TYPES:
             raise ValueError(f"config.evals.{name}.type={kind!r}; choose one of {sorted(TYPES)}.")
-        try:
-            every = durations.resolve_steps(ml_collections.ConfigDict(entry), "every",
-                                            steps_per_epoch)
-        except ValueError:
-            raise ValueError(f"config.evals.{name}: set only one of every_steps and "
-                             "every_epochs.") from None
+        every = _cadence(name, entry, steps_per_epoch)
         result.append(EvalSettings(
             name=name, type=kind, split=entry.get("split") or defaults["split"],
             every_steps=every, batch_size=entry.get("batch_size") or defaults["batch_size"],
             trim_multiple=entry.get("trim_multiple", defaults["trim_multiple"]),
             workdir=workdir, options={"examples": entry.get("examples", defaults["examples"])}))
     return result
+
+
+def _cadence(name: str, entry: dict, steps_per_epoch: int) -> int | None:
+    """`every_steps` / `every_epochs` of `config.evals.<name>` as steps (None: at the end)."""
+    steps, epochs = entry.get("every_steps"), entry.get("every_epochs")
+    if steps is not None and epochs is not None:
+        raise ValueError(f"config.evals.{name}: set only one of every_steps and every_epochs.")
+    for key, value in (("every_steps", steps), ("every_epochs", epochs)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or value <= 0):
+            raise ValueError(f"config.evals.{name}.{key}={value!r} must be a positive number "
+                             "(or None: only at the end).")
+    return durations.resolve_steps(ml_collections.ConfigDict(entry), "every", steps_per_epoch)
 
 
 def build(settings: list[EvalSettings], load_split: Callable, model, task, preprocess, mesh,

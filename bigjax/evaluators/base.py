@@ -44,6 +44,11 @@ class EvalSettings:
     options: dict = dataclasses.field(default_factory=dict)  # type-specific keys
 
     @property
+    def batch_size_key(self) -> str:
+        """The config key its batch size comes from (for messages)."""
+        return f"config.evals.{self.name}.batch_size" if self.name else "config.eval_batch_size"
+
+    @property
     def prefix(self) -> str:
         """`eval/<name>/` (`eval/` for the default evaluator)."""
         return f"eval/{self.name}/" if self.name else "eval/"
@@ -67,8 +72,7 @@ class BatchedEvaluator:
 
     def __init__(self, settings: EvalSettings, model: nn.Module, task: Task, preprocess,
                  data: ArrayDataset, mesh: Mesh, rules):
-        sharding.check_batch_size(mesh, settings.batch_size,
-                                  f"the batch size of evaluator {settings.name or 'eval'!r}")
+        sharding.check_batch_size(mesh, settings.batch_size, settings.batch_size_key)
         input_pipeline.check_trim_multiple(settings.trim_multiple)  # now, not at the first eval
         self.settings, self.task, self.data = settings, task, data
         self.model, self.preprocess, self.mesh, self.rules = model, preprocess, mesh, rules
@@ -79,10 +83,12 @@ class BatchedEvaluator:
         out, _ = forward(self.model, self.task, variables, batch, train=False)
         return out, batch
 
-    def batches(self) -> Iterator[tuple[dict, jax.Array]]:
-        """`(global batch on the mesh, eval key)` for every batch of the split."""
+    def batches(self, with_index: bool = False) -> Iterator[tuple[dict, jax.Array]]:
+        """`(global batch on the mesh, eval key)` for every batch of the split; with
+        `with_index` each batch has an `index` column (the examples' indices in the split)."""
         rows = sharding.process_rows(self.mesh, self.settings.batch_size)
         for index, batch in enumerate(input_pipeline.eval_batches(
-                self.data, self.settings.batch_size, rows, self.settings.trim_multiple)):
+                self.data, self.settings.batch_size, rows, self.settings.trim_multiple,
+                with_index)):
             rng = jax.random.fold_in(jax.random.PRNGKey(EVAL_SEED), index)
             yield sharding.put_batch(batch, self.mesh), rng

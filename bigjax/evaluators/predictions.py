@@ -3,10 +3,10 @@
 Each batch's per-example outputs (`task.eval_outputs`: predicted labels,
 probabilities, token ids) are gathered from all devices and processes (the
 jitted step returns them replicated) and concatenated on the host, padding rows
-dropped; `task.summarize_outputs` computes the non-additive metrics (ROC AUC here;
-BLEU and generated samples for sequence tasks) from the whole split, identically
-on every process. Process 0 writes the outputs to
-`workdir/eval/<name>_step_<N>.npz`.
+dropped, each example with its `index` in the split. `task.summarize_outputs`
+computes the non-additive metrics (ROC AUC here; BLEU and generated samples for
+sequence tasks) from the whole split, identically on every process. Process 0
+writes the outputs to `workdir/eval/<name>_step_<N>.npz`.
 """
 
 from __future__ import annotations
@@ -33,15 +33,16 @@ class PredictionsEvaluator(BatchedEvaluator):
 
         def eval_step(variables, batch, rng):
             out, batch = self.apply(variables, batch, rng)
-            return self.task.eval_outputs(out, batch), batch["mask"]
+            return {"index": batch["index"], **self.task.eval_outputs(out, batch)}, batch["mask"]
 
         self._eval_step = jax.jit(eval_step, out_shardings=sharding.replicated(self.mesh))
 
     def gather(self, variables: dict) -> dict[str, np.ndarray]:
-        """Every example's outputs, in eval order (`[num_examples, ...]` numpy arrays)."""
+        """Every example's outputs (`[num_examples, ...]` numpy arrays) in eval order, with
+        `index`: each example's index in the split (text is evaluated shortest first)."""
         parts: list[dict] = []
         with sharding.mesh_context(self.mesh, self.rules):
-            for batch, rng in self.batches():
+            for batch, rng in self.batches(with_index=True):
                 outputs, mask = jax.device_get(self._eval_step(variables, batch, rng))
                 parts.append({k: np.asarray(v)[np.asarray(mask)] for k, v in outputs.items()})
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

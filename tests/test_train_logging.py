@@ -1,0 +1,30 @@
+"""Logged train rows average every step since the previous row, whatever checkpoints and
+evals happen in between."""
+
+import json
+import os
+
+import numpy as np
+
+from bigjax import config_cli
+from bigjax.train import train_and_evaluate
+
+from conftest import REPO
+
+
+def _train_losses(workdir, *overrides) -> dict[int, float]:
+    config = config_cli.load_config_file(os.path.join(REPO, "configs", "digits_cnn.py:runlocal"))
+    config = config_cli.apply_overrides(config, [("total_steps", "8"), *overrides])
+    train_and_evaluate(config, str(workdir))
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}
+
+
+def test_rows_average_every_step_since_the_last_row(tmp_path):
+    every = _train_losses(tmp_path / "a", ("log_every_steps", "1"))
+    four = _train_losses(tmp_path / "b", ("log_every_steps", "4"),
+                         ("checkpoint.every_steps", "3"), ("eval_every_steps", "2"))
+    assert sorted(four) == [4, 8]
+    np.testing.assert_allclose(four[4], np.mean([every[s] for s in (1, 2, 3, 4)]), rtol=1e-6)
+    np.testing.assert_allclose(four[8], np.mean([every[s] for s in (5, 6, 7, 8)]), rtol=1e-6)
