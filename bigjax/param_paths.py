@@ -21,7 +21,7 @@ def flatten(tree) -> dict[str, object]:
 def regex_list(value: str | Sequence[str] | None, key: str) -> tuple[str, ...]:
     """A config value naming params by regexes (a comma-separated string or a list) as a
     tuple of stripped, non-empty patterns; an invalid one is a ValueError naming `key`
-    (e.g. "config.optim.frozen")."""
+    (e.g. "config.optim.frozen"). A pattern with a comma (`a{1,3}`) must come in a list."""
     if not value:
         return ()
     items = value.split(",") if isinstance(value, str) else list(value)

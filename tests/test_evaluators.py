@@ -188,3 +188,20 @@ def test_valid_entries_resolve_with_defaults():
     assert (by_name["auc"].split, by_name["auc"].batch_size) == ("train", 32)
     assert by_name["auc"].options["examples"] == 100
     assert by_name["auc"].workdir == "/w"
+
+
+def test_predictions_need_a_task_with_per_example_outputs():
+    import ml_collections
+
+    from bigjax import sharding
+    from bigjax.datasets.array_dataset import ArrayDataset
+    from bigjax.evaluators.base import EvalSettings
+    from bigjax.evaluators.predictions import PredictionsEvaluator
+    from bigjax.tasks.masked_lm import MaskedLM
+
+    mesh = sharding.make_mesh(ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1)))
+    settings = EvalSettings(name="mlm", type="predictions", split="test", every_steps=None,
+                            batch_size=8)
+    data = ArrayDataset({"input_ids": np.ones((8, 4), np.int32)})
+    with pytest.raises(ValueError, match="gives no per-example outputs; use type 'metrics'"):
+        PredictionsEvaluator(settings, None, MaskedLM(), None, data, mesh, ())

@@ -19,6 +19,7 @@ import numpy as np
 
 from bigjax import sharding
 from bigjax.evaluators.base import BatchedEvaluator
+from bigjax.tasks.base import TaskWithOutputs
 
 
 class PredictionsEvaluator(BatchedEvaluator):
@@ -26,7 +27,7 @@ class PredictionsEvaluator(BatchedEvaluator):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if not hasattr(self.task, "eval_outputs"):
+        if not isinstance(self.task, TaskWithOutputs):
             raise ValueError(f"Evaluator {self.settings.name!r} has type 'predictions', but "
                              f"task {type(self.task).__name__} gives no per-example outputs; "
                              "use type 'metrics'.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 
@@ -28,6 +28,7 @@ class Task(Protocol):
         """Metrics from the summed `eval_sums` (host side)."""
 
 
+@runtime_checkable
 class TaskWithOutputs(Task, Protocol):
     """A task whose metrics need every example's output at once (not additive: AUC, BLEU,
     generated samples). The `predictions` evaluator gathers `eval_outputs` of all
