@@ -238,13 +238,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             writer.write(step, scalars)
             log.info(progress.line(step, float(values["loss"].mean()), rates))
 
-    def run_evals(step: int, due) -> dict:
+    def run_evals(step: int, which: list) -> dict:
         results = {}
-        for evaluator in evals:
-            if due(evaluator.settings):
-                metrics = evaluator.run(state.variables, step)
-                writer.write(step, _scalars(metrics, evaluator.settings.prefix))
-                results[evaluator.settings.name] = metrics
+        for evaluator in which:
+            metrics = evaluator.run(state.variables, step)
+            writer.write(step, _scalars(metrics, evaluator.settings.prefix))
+            results[evaluator.settings.name] = metrics
         return results
 
     try:
@@ -270,7 +269,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 if due_ckpt:  # before any eval: a preempted run saves first
                     checkpointer.save(step, state, exp.train_batches.position(step).to_json())
                 if due_evals and not stop and step < exp.total_steps:
-                    run_evals(step, lambda s, due=due_evals: any(e.settings is s for e in due))
+                    run_evals(step, due_evals)
             if pending:
                 check_and_log(step, True)
             checkpointer.save(step, state, exp.train_batches.position(step).to_json())
@@ -279,7 +278,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 log.warning("Stopped at step %d for preemption; rerun the same command to "
                             "resume.", step)
                 return {"preempted_at_step": step}
-            final = run_evals(step, lambda s: True)
+            final = run_evals(step, evals)
         flat = evaluators.flatten_results(final)
         _write_eval_file(workdir, step, flat)
         return {"step": step, **flat}
