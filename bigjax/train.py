@@ -14,6 +14,7 @@ import os
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -167,6 +168,12 @@ def load_init_from(exp: Experiment, state: TrainState, source: str) -> TrainStat
 
 
 # --------------------------------------------------------------------------- loop
+@jax.jit
+def params_finite(params) -> jax.Array:
+    """Whether every param is finite (a scalar bool, computed on device)."""
+    return jnp.all(jnp.asarray([jnp.isfinite(x).all() for x in jax.tree.leaves(params)]))
+
+
 def _host_metrics(pending: list) -> tuple[list[int], dict[str, np.ndarray]]:
     """Fetches pending `(first_step, metrics[k])` pairs; returns steps and stacked values."""
     fetched = [jax.tree.map(np.atleast_1d, m) for m in jax.device_get([m for _, m in pending])]
@@ -177,6 +184,10 @@ def _host_metrics(pending: list) -> tuple[list[int], dict[str, np.ndarray]]:
 
 def validate_loop(config, exp: Experiment, log_every: int, per_call: int) -> None:
     """Loop settings that would fail mid-run, checked before training (and by --dry_run)."""
+    keep = config.checkpoint.get("keep")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+        raise ValueError(f"config.checkpoint.keep={keep!r} would delete checkpoints this run "
+                         "needs; use a number >= 1, or None to keep every checkpoint.")
     if log_every <= 0:
         raise ValueError(f"config.log_every_steps must be positive, got {log_every}.")
     if per_call <= 0 or exp.total_steps % per_call:
@@ -216,6 +227,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     pending: list = []  # (first step, device metrics) not yet fetched
     unlogged: list = []  # fetched values since the last written row
 
+    def newest_good() -> str:
+        newest = checkpointer.latest_step()
+        return "No checkpoint was saved." if newest is None else \
+            f"The newest good checkpoint is {newest}."
+
     def check_and_log(step: int, write: bool) -> None:
         steps, values = _host_metrics(pending)
         pending.clear()
@@ -225,9 +241,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if bad.size:
             raise NonFiniteLossError(
                 f"Loss is {values['loss'][bad[0]]} (gradient norm "
-                f"{values['grad_norm'][bad[0]]}) at step {steps[bad[0]] + 1}; stopping. The "
-                f"newest good checkpoint is {checkpointer.latest_step()}. Lower the learning "
-                "rate or enable config.optim.grad_clip_norm.")
+                f"{values['grad_norm'][bad[0]]}) at step {steps[bad[0]] + 1}; stopping. "
+                f"{newest_good()} Lower the learning rate or enable "
+                "config.optim.grad_clip_norm.")
         if write:  # means over every step since the last row, not just since the last check
             values = {k: np.concatenate([v[k] for v in unlogged]) for k in values}
             unlogged.clear()
@@ -237,6 +253,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             scalars.update({f"train/{k}": v for k, v in rates.items()})
             writer.write(step, scalars)
             log.info(progress.line(step, float(values["loss"].mean()), rates))
+
+    def save(step: int) -> None:
+        """Saves `state` as checkpoint `step`, unless its params are not all finite (an
+        update can overflow while the loss and gradients it came from were finite)."""
+        if not bool(params_finite(state.params)):
+            raise NonFiniteLossError(
+                f"The params became NaN or Inf at step {step}; stopping without saving it. "
+                f"{newest_good()} Lower the learning rate or enable "
+                "config.optim.grad_clip_norm.")
+        checkpointer.save(step, state, exp.train_batches.position(step).to_json())
 
     def run_evals(step: int, which: list) -> dict:
         results = {}
@@ -267,12 +293,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 if due_log or due_ckpt or due_evals:
                     check_and_log(step, due_log or stop)
                 if due_ckpt:  # before any eval: a preempted run saves first
-                    checkpointer.save(step, state, exp.train_batches.position(step).to_json())
+                    save(step)
                 if due_evals and not stop and step < exp.total_steps:
                     run_evals(step, due_evals)
             if pending:
                 check_and_log(step, True)
-            checkpointer.save(step, state, exp.train_batches.position(step).to_json())
+            save(step)
             checkpointer.wait()
             if stop:
                 log.warning("Stopped at step %d for preemption; rerun the same command to "

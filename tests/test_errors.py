@@ -33,3 +33,32 @@ def test_missing_data_file_fails_fast(tmp_path):
     proc = run_cli("main", "--config=configs/mnist_mlp.py:runlocal", f"--workdir={tmp_path}/w",
                    f"--config.data.data_dir={tmp_path}/data", check=False, timeout=60)
     assert proc.returncode == 1 and "train-images-idx3-ubyte.gz is missing" in proc.stderr
+
+
+def test_params_that_overflow_are_never_saved(tmp_path):
+    # A learning rate beyond float32's range: the first loss and gradient are finite, the
+    # updated params are not. The old check (loss and gradient only) saved them.
+    workdir = str(tmp_path / "inf")
+    proc = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}",
+                   "--config.optim.name=sgd", "--config.optim.schedule=constant",
+                   "--config.optim.warmup_steps=0", "--config.optim.learning_rate=1e39",
+                   "--config.optim.momentum=0.0", "--config.checkpoint.every_steps=1",
+                   check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "error: The params became NaN or Inf at step 1; stopping without saving it. " \
+           "No checkpoint was saved." in proc.stderr
+    assert checkpoint_steps(workdir) == []
+
+
+def test_keep_zero_is_refused_and_deletes_nothing(tmp_path):
+    workdir = str(tmp_path / "run")
+    run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}")
+    before = checkpoint_steps(workdir)
+    assert before == [10, 20]
+    for keep in ("0", "-1"):  # on resume of a finished run: it would delete every checkpoint
+        proc = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}",
+                       f"--config.checkpoint.keep={keep}", "--config.total_steps=30",
+                       check=False)
+        assert proc.returncode == 1
+        assert f"error: config.checkpoint.keep={keep} would delete checkpoints" in proc.stderr
+        assert checkpoint_steps(workdir) == before
