@@ -4,8 +4,8 @@ Multi-process runs use JAX's coordination service: `jax.distributed` installs a
 preemption notifier (SIGTERM by default, as TPU VMs and most schedulers send), and
 `multihost_utils.reached_preemption_sync_point(step)` — a host-side check, no
 device round-trip — turns True on every process at the same step once any of them
-was notified. A single process (no `jax.distributed`) turns its own SIGTERM into a
-flag.
+was notified. A single process (no `jax.distributed`) turns its own SIGTERM, or
+Ctrl-C (SIGINT), into a flag: it saves and stops like a preempted run.
 """
 
 from __future__ import annotations
@@ -30,13 +30,15 @@ class PreemptionCheck:
     def __init__(self):
         self.requested = False
         self._calls = 0
-        self._previous = None
         self._distributed = jax.distributed.is_initialized()
+        self._previous = {}
         if not self._distributed and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame):
-        log.warning("SIGTERM received: saving a checkpoint and stopping.")
+        log.warning("%s received: saving a checkpoint and stopping (rerun the same command "
+                    "to resume).", signal.Signals(signum).name)
         self.requested = True
 
     def should_stop(self) -> bool:
@@ -48,5 +50,5 @@ class PreemptionCheck:
         return self.requested
 
     def close(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)

@@ -69,11 +69,12 @@ def test_sigkill_then_rerun_is_bit_identical(uninterrupted, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_and_exits_cleanly_then_resumes(uninterrupted, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])  # preemption, Ctrl-C
+def test_sigterm_saves_and_exits_cleanly_then_resumes(uninterrupted, tmp_path, sig):
     workdir = str(tmp_path / "preempted")
     proc = _start(workdir)
     _wait_for_checkpoint(proc, workdir)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-3000:]
     stopped = last_json_line(out)["preempted_at_step"]
