@@ -8,7 +8,11 @@ target shardings: each device reads only its shards, from whatever mesh wrote th
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import logging
 import os
+import sys
 from typing import Any
 
 import jax
@@ -17,6 +21,8 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from bigjax import param_paths
+
+log = logging.getLogger("bigjax")
 
 # The parts of a saved state that describe the model (what eval and init_from need).
 MODEL_PARTS = ("params", "model_state")
@@ -99,6 +105,34 @@ class Checkpointer:
         parts = restore_parts(path, {"params": params, "model_state": collections})
         return {"params": parts["params"], **parts["model_state"]}
 
+    def restore_first_good(self, restore, step: int | None = None):
+        """`(step, restore(step))` for the newest checkpoint (or `step`, then older ones)
+        that restores: a checkpoint whose files are missing, truncated or hold another
+        tree is reported in one log line and the previous complete one is tried. Nothing
+        is deleted. Raises ValueError naming every step tried when none restores."""
+        steps = sorted(self.all_steps(), reverse=True)
+        if step is not None:
+            self._check_step(step)
+            steps = [s for s in steps if s <= step]
+        failures = []
+        for candidate in steps:
+            try:
+                with _quiet_unraisable():
+                    result, reason = restore(candidate), None
+            except Exception as err:  # Orbax and TensorStore raise many kinds
+                reason = " ".join(str(err).split("See full TensorStore details")[0].split())
+                reason = reason[:300] or type(err).__name__
+            if _all_processes_agree(reason is None):
+                return candidate, result
+            reason = reason or "another process could not read its shards"
+            failures.append(f"step {candidate}: {reason}")
+            log.warning("Checkpoint %d in %s cannot be restored (%s)%s", candidate,
+                        self.directory, reason,
+                        "; trying the previous one." if candidate != steps[-1] else ".")
+        raise ValueError(f"No checkpoint in {self.directory} can be restored into this model "
+                         f"({'; '.join(failures)}). If the config changed, use the original "
+                         "values or a fresh --workdir.")
+
     def wait(self) -> None:
         """Blocks until pending saves are on disk."""
         self._manager.wait_until_finished()
@@ -106,6 +140,29 @@ class Checkpointer:
     def close(self) -> None:
         self._manager.wait_until_finished()
         self._manager.close()
+
+
+def _all_processes_agree(ok: bool) -> bool:
+    """True when `ok` holds on every process (each reads only its own shards, so a damaged
+    file can fail on some processes only; all must then fall back together)."""
+    if jax.process_count() == 1:
+        return ok
+    from jax.experimental import multihost_utils
+
+    return bool(np.all(multihost_utils.process_allgather(np.asarray(ok, np.int32))))
+
+
+@contextlib.contextmanager
+def _quiet_unraisable():
+    """Drops the "Exception ignored in coroutine" reports of Orbax's other reads when one
+    read of a damaged checkpoint has already failed (the failure is reported once)."""
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        yield
+    finally:
+        gc.collect()
+        sys.unraisablehook = previous
 
 
 def _as_dict(state) -> dict:

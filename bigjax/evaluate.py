@@ -9,11 +9,14 @@ JSON line — the same numbers the run's own final eval printed.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
 from bigjax import config_cli
 from bigjax.main import init_distributed, parse_args, run_and_print, setup_logging
+
+log = logging.getLogger("bigjax")
 
 # Eval settings added after some runs were saved; such runs get them as None (unset).
 EVAL_ONLY_KEYS = ("eval_trim_multiple",)
@@ -34,12 +37,17 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
                              parts.preprocess, parts.mesh, parts.rules)
     checkpointer = Checkpointer(workdir, keep=None, async_save=False, read_only=True)
     try:
-        step = checkpointer.latest_step() if step is None else step
-        if step is None:
+        newest = checkpointer.latest_step()
+        if newest is None:
             raise FileNotFoundError(f"No checkpoint in {checkpointer.directory}.")
         abstract, _ = abstract_state(parts.variables_init(evals[0].data), parts.mesh,
                                      parts.rules)
-        variables = checkpointer.restore_model(step, abstract)
+        wanted = newest if step is None else step
+        step, variables = checkpointer.restore_first_good(
+            lambda s: checkpointer.restore_model(s, abstract), wanted)
+        if step != wanted:
+            log.warning("Evaluating checkpoint %d instead of %d, which cannot be restored "
+                        "(pass --step=N to choose another).", step, wanted)
     finally:
         checkpointer.close()
     results = {e.settings.name: e.run(variables, step) for e in evals}

@@ -25,7 +25,9 @@ def parse_args(argv: list[str], description: str, need_config: bool):
     if need_config:
         parser.add_argument("--config", required=True, help="configs/NAME.py[:ARG]")
     parser.add_argument("--workdir", required=True, help="where the run's files go")
-    parser.add_argument("--step", type=int, default=None, help="checkpoint step (evaluate)")
+    parser.add_argument("--step", type=int, default=None,
+                        help="checkpoint to resume from / evaluate (default: the newest that "
+                             "restores)")
     if need_config:
         parser.add_argument("--dry_run", action="store_true",
                             help="compile the train step for the mesh and print params, bytes "
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_and_print(lambda: dry_run.report(config))
     from bigjax import train
 
-    return run_and_print(lambda: train.train_and_evaluate(config, args.workdir))
+    return run_and_print(lambda: train.train_and_evaluate(config, args.workdir, args.step))
 
 
 if __name__ == "__main__":

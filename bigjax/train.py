@@ -130,17 +130,23 @@ def _diff(old, new, prefix=""):
             yield f"{prefix}{key}"
 
 
-def restore_or_init(exp: Experiment, checkpointer: Checkpointer) -> tuple[TrainState, int]:
-    """The newest complete checkpoint in the workdir, else a fresh state (with the params
-    of `config.init_from` when set). Returns (state, next batch)."""
-    step = checkpointer.latest_step()
-    if step is None:
+def restore_or_init(exp: Experiment, checkpointer: Checkpointer,
+                    step: int | None = None) -> tuple[TrainState, int]:
+    """The newest checkpoint in the workdir that restores (or checkpoint `step`), else a
+    fresh state (with the params of `config.init_from` when set). Returns (state, next
+    batch)."""
+    newest = checkpointer.latest_step()
+    if newest is None:
         state = init_state(exp.init_fn, exp.config.seed, exp.state_shardings, exp.rules)
         source = exp.config.get("init_from")
         if source:
             state = load_init_from(exp, state, source)
         return state, 0
-    state, data_position = checkpointer.restore(step, exp.abstract_state)
+    step, (state, data_position) = checkpointer.restore_first_good(
+        lambda s: checkpointer.restore(s, exp.abstract_state), step)
+    if step != newest:
+        log.warning("RESUMING FROM CHECKPOINT %d, not the newest (%d): the steps after it are "
+                    "trained again.", step, newest)
     next_batch = exp.train_batches.check_position(data_position)
     log.info("Resumed from checkpoint %d (next batch %d).", step, next_batch)
     return state, next_batch
@@ -195,9 +201,10 @@ def validate_loop(config, exp: Experiment, log_every: int, per_call: int) -> Non
                          f"{exp.total_steps} total steps.")
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Trains per `config` in `workdir` (resuming from its newest checkpoint); returns the
-    final eval metrics."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       step: int | None = None) -> dict:
+    """Trains per `config` in `workdir` (resuming from its newest checkpoint that restores,
+    or from checkpoint `step`); returns the final eval metrics."""
     os.makedirs(workdir, exist_ok=True)
     exp = build_experiment(config)
     spe = exp.train_batches.steps_per_epoch
@@ -211,7 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     checkpointer = Checkpointer(workdir, config.checkpoint.keep,
                                 config.checkpoint.get("async_save", True))
     write_config(config, workdir, resuming=checkpointer.latest_step() is not None)
-    state, step = restore_or_init(exp, checkpointer)
+    state, step = restore_or_init(exp, checkpointer, step)
     log.info("Mesh %s; %d steps (%d per epoch); params:\n%s", dict(exp.mesh.shape),
              exp.total_steps, spe, sharding.describe(state.params))
     lr_line = param_lr.describe(state.params, config.optim)

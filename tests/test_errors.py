@@ -1,9 +1,12 @@
 """Bad input fails with one clear message (CLI level)."""
 
+import glob
+import os
+
 import jax
 import numpy as np
 
-from conftest import checkpoint_steps, read_state, run_cli
+from conftest import checkpoint_steps, last_json_line, read_state, run_cli
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -62,3 +65,27 @@ def test_keep_zero_is_refused_and_deletes_nothing(tmp_path):
         assert proc.returncode == 1
         assert f"error: config.checkpoint.keep={keep} would delete checkpoints" in proc.stderr
         assert checkpoint_steps(workdir) == before
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    workdir = str(tmp_path / "run")
+    run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}")
+    data_files = glob.glob(os.path.join(workdir, "checkpoints", "20", "state", "ocdbt.*",
+                                        "d", "*"))
+    assert data_files
+    for path in data_files:  # a copy cut short, as by a full disk
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+    evaluated = run_cli("evaluate", f"--workdir={workdir}")
+    assert "Checkpoint 20 in" in evaluated.stderr and "cannot be restored" in evaluated.stderr
+    assert "Evaluating checkpoint 10 instead of 20" in evaluated.stderr
+    assert "--step=N" in evaluated.stderr and "Traceback" not in evaluated.stderr
+    assert last_json_line(evaluated.stdout)["step"] == 10
+    resumed = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}",
+                      "--config.total_steps=30")
+    assert "RESUMING FROM CHECKPOINT 10, not the newest (20)" in resumed.stderr
+    assert last_json_line(resumed.stdout)["step"] == 30
+    assert checkpoint_steps(workdir) == [10, 20, 30]  # nothing deleted
+    chosen = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}",
+                     "--config.total_steps=30", "--step=10")
+    assert "Resumed from checkpoint 10 " in chosen.stderr
