@@ -69,45 +69,57 @@ def make_train_step(exp: Experiment, steps_per_call: int = 1):
 
 
 # ------------------------------------------------------------------------- workdir
-def write_config(config: ml_collections.ConfigDict, workdir: str, resuming: bool) -> None:
-    """Writes `workdir/config.json`. When `resuming` (the workdir has a checkpoint), a config
-    that differs from the saved one in more than RESUMABLE_CHANGES is refused."""
+def check_config(config: ml_collections.ConfigDict, workdir: str, resuming: bool
+                 ) -> tuple[list[str], dict | None]:
+    """`(changed keys, saved config)` of a resumed run (`resuming`: the workdir has a
+    checkpoint); a config that differs from the saved one in more than RESUMABLE_CHANGES
+    is refused. Writes nothing."""
     path = os.path.join(workdir, "config.json")
+    if not (resuming and os.path.exists(path)):
+        return [], None
     new = json.loads(config_cli.to_json(config))
-    if resuming and os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
-        # A key the saved config lacks counts as its ADDED_KEYS value (what that run used).
-        older = {k for k, v in ADDED_KEYS.items() if _lookup(old, k) is _MISSING
-                 and _lookup(new, k) is not _MISSING}
-        changed = sorted((set(_diff(old, new)) - older)
-                         | {k for k in older if _lookup(new, k) != ADDED_KEYS[k]})
-        refused = [k for k in changed if k not in RESUMABLE_CHANGES and k != "evals"
-                   and not k.startswith(RESUMABLE_PREFIXES)]
-        if refused:
-            older = [f"--config.{k}={ADDED_KEYS[k]}" for k in refused
-                     if k in ADDED_KEYS and _lookup(old, k) is _MISSING]
-            hint = (f" The run predates {', '.join(k.split('=')[0][9:] for k in older)}: "
-                    f"resume it as it was with {' '.join(older)}.") if older else ""
-            raise ValueError(
-                f"{workdir} holds a run with a different config ({', '.join(refused)} differ); "
-                "resuming would mix two experiments. Use a new --workdir, or the original "
-                f"values. Only {', '.join(RESUMABLE_CHANGES)} and evals.* may change on "
-                f"resume.{hint}")
-        if any(k in ("total_steps", "total_epochs") for k in changed) and \
-                config.optim.get("schedule", "constant") != "constant":
-            log.warning("The run's length changed: the %s learning-rate schedule is stretched to "
-                        "the new length from here on.", config.optim.schedule)
-        if changed and jax.process_index() == 0:
-            with open(os.path.join(workdir, "config_history.jsonl"), "a") as f:
-                f.write(json.dumps(old) + "\n")
-            log.info("Resuming with changed %s (previous config kept in config_history.jsonl).",
-                     ", ".join(changed))
-    if jax.process_index() == 0:
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            f.write(config_cli.to_json(config))
-        os.replace(tmp, path)  # readers never see a half-written file
+    with open(path) as f:
+        old = json.load(f)
+    # A key the saved config lacks counts as its ADDED_KEYS value (what that run used).
+    older = {k for k, v in ADDED_KEYS.items() if _lookup(old, k) is _MISSING
+             and _lookup(new, k) is not _MISSING}
+    changed = sorted((set(_diff(old, new)) - older)
+                     | {k for k in older if _lookup(new, k) != ADDED_KEYS[k]})
+    refused = [k for k in changed if k not in RESUMABLE_CHANGES and k != "evals"
+               and not k.startswith(RESUMABLE_PREFIXES)]
+    if refused:
+        flags = [f"--config.{k}={ADDED_KEYS[k]}" for k in refused
+                 if k in ADDED_KEYS and _lookup(old, k) is _MISSING]
+        hint = (f" The run predates {', '.join(f.split('=')[0][9:] for f in flags)}: "
+                f"resume it as it was with {' '.join(flags)}.") if flags else ""
+        raise ValueError(
+            f"{workdir} holds a run with a different config ({', '.join(refused)} differ); "
+            "resuming would mix two experiments. Use a new --workdir, or the original "
+            f"values. Only {', '.join(RESUMABLE_CHANGES)} and evals.* may change on "
+            f"resume.{hint}")
+    return changed, old
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str, resuming: bool) -> None:
+    """Writes `workdir/config.json` (after `check_config`; the previous config goes to
+    `config_history.jsonl` when a resumed run changed it)."""
+    changed, old = check_config(config, workdir, resuming)
+    if any(k in ("total_steps", "total_epochs") for k in changed) and \
+            config.optim.get("schedule", "constant") != "constant":
+        log.warning("The run's length changed: the %s learning-rate schedule is stretched to "
+                    "the new length from here on.", config.optim.schedule)
+    if jax.process_index() != 0:
+        return
+    if changed:
+        with open(os.path.join(workdir, "config_history.jsonl"), "a") as f:
+            f.write(json.dumps(old) + "\n")
+        log.info("Resuming with changed %s (previous config kept in config_history.jsonl).",
+                 ", ".join(changed))
+    path = os.path.join(workdir, "config.json")
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(config_cli.to_json(config))
+    os.replace(tmp, path)  # readers never see a half-written file
 
 
 _MISSING = object()
@@ -217,8 +229,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                              exp.rules)
     checkpointer = Checkpointer(workdir, config.checkpoint.keep,
                                 config.checkpoint.get("async_save", True))
-    write_config(config, workdir, resuming=checkpointer.latest_step() is not None)
+    resuming = checkpointer.latest_step() is not None
+    check_config(config, workdir, resuming)  # refuse a changed experiment before anything
     state, step = restore_or_init(exp, checkpointer, step)
+    write_config(config, workdir, resuming)  # only once the state is known to fit
     log.info("Mesh %s; %d steps (%d per epoch); params:\n%s", dict(exp.mesh.shape),
              exp.total_steps, spe, sharding.describe(state.params))
     lr_line = param_lr.describe(state.params, config.optim)

@@ -89,3 +89,18 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     chosen = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}",
                      "--config.total_steps=30", "--step=10")
     assert "Resumed from checkpoint 10 " in chosen.stderr
+
+
+def test_config_json_is_written_only_once_the_checkpoint_fits(tmp_path):
+    workdir = str(tmp_path / "run")
+    run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}")
+    os.remove(os.path.join(workdir, "config.json"))  # lost: the change cannot be refused
+    proc = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}",
+                   "--config.model.dense=(64,)", "--config.total_steps=30", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "can be restored into this model" in proc.stderr
+    assert not os.path.exists(os.path.join(workdir, "config.json"))  # the wrong one not kept
+    assert checkpoint_steps(workdir) == [10, 20]
+    proc = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}",
+                   "--config.total_steps=30")  # the right config still resumes
+    assert "Resumed from checkpoint 20 " in proc.stderr
