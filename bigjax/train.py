@@ -40,13 +40,15 @@ log = logging.getLogger("bigjax")
 # Config keys a resumed run may change (durations, cadences, eval settings); others are refused.
 RESUMABLE_CHANGES = ("total_steps", "total_epochs", "log_every_steps", "eval_every_steps",
                      "eval_every_epochs", "checkpoint.every_steps", "checkpoint.keep",
-                     "eval_batch_size", "eval_trim_multiple", "data.eval_examples")
+                     "eval_batch_size", "eval_trim_multiple", "data.eval_examples",
+                     "divergence_factor")
 RESUMABLE_PREFIXES = ("evals.",)
 # Keys added after runs were saved, with the value that reproduces those runs: a saved
 # config without the key resumes when the new config has that value.
 ADDED_KEYS = {"grad_accum_steps": 1, "model.dtype": "float32", "model.param_dtype": "float32",
               "model.norm": None, "model.vocab_multiple": 1,
-              "optim.decay_exclude": decay_mask.LEGACY_RANK_RULE, "optim.mu_dtype": None}
+              "optim.decay_exclude": decay_mask.LEGACY_RANK_RULE, "optim.mu_dtype": None,
+              "divergence_factor": None}
 
 __all__ = ["Experiment", "build_experiment", "make_train_step", "train_and_evaluate"]
 
@@ -247,11 +249,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     batches = exp.train_batches.iterate(step, exp.total_steps)
     pending: list = []  # (first step, device metrics) not yet fetched
     unlogged: list = []  # fetched values since the last written row
+    divergence = config.get("divergence_factor")
+    if divergence is not None and not (isinstance(divergence, int | float) and divergence > 1):
+        raise ValueError(f"config.divergence_factor={divergence!r} must be a number > 1, or "
+                         "None.")
+    lowest = [np.inf]  # the lowest training loss seen in this process
 
-    def newest_good() -> str:
-        newest = checkpointer.latest_step()
-        return "No checkpoint was saved." if newest is None else \
-            f"The newest good checkpoint is {newest}."
+    def newest_good(first_bad_loss_step: int) -> str:
+        """Names the newest checkpoint that the losses vouch for: the loss of step k is
+        computed with the params after step k - 1, so a bad loss at step k condemns
+        checkpoint k - 1 too."""
+        good = [s for s in checkpointer.all_steps() if s <= first_bad_loss_step - 2]
+        return "No good checkpoint was saved." if not good else \
+            f"The newest good checkpoint is {max(good)} (rerun with --step={max(good)})."
 
     def check_and_log(step: int, write: bool) -> None:
         steps, values = _host_metrics(pending)
@@ -263,8 +273,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             raise NonFiniteLossError(
                 f"Loss is {values['loss'][bad[0]]} (gradient norm "
                 f"{values['grad_norm'][bad[0]]}) at step {steps[bad[0]] + 1}; stopping. "
-                f"{newest_good()} Lower the learning rate or enable "
+                f"{newest_good(steps[bad[0]] + 1)} Lower the learning rate or enable "
                 "config.optim.grad_clip_norm.")
+        if divergence is not None:
+            running_min = np.minimum.accumulate(np.concatenate([lowest, values["loss"]]))[:-1]
+            over = np.flatnonzero(values["loss"] > divergence * running_min)
+            lowest[0] = min(lowest[0], float(values["loss"].min()))
+            if over.size:
+                i = over[0]
+                raise NonFiniteLossError(
+                    f"Loss {values['loss'][i]:.4g} at step {steps[i] + 1} is over "
+                    f"config.divergence_factor={divergence} times the lowest so far "
+                    f"({running_min[i]:.4g}): the run diverges; stopping before saving. "
+                    f"{newest_good(steps[i] + 1)} Lower the learning rate or enable "
+                    "config.optim.grad_clip_norm.")
         if write:  # means over every step since the last row, not just since the last check
             values = {k: np.concatenate([v[k] for v in unlogged]) for k in values}
             unlogged.clear()
@@ -281,7 +303,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if not bool(params_finite(state.params)):
             raise NonFiniteLossError(
                 f"The params became NaN or Inf at step {step}; stopping without saving it. "
-                f"{newest_good()} Lower the learning rate or enable "
+                f"{newest_good(step + 1)} Lower the learning rate or enable "
                 "config.optim.grad_clip_norm.")
         checkpointer.save(step, state, exp.train_batches.position(step).to_json())
 

@@ -91,6 +91,9 @@ def bert_classification(name: str, eval_split: str, num_classes: int, max_len: i
     # Microbatches per step (gradients summed inside the step): the same update as the
     # whole batch with 1/k of the activation memory.
     config.grad_accum_steps = 1
+    # Stop (like a NaN loss) when a step's loss exceeds this times the lowest loss so far;
+    # None: only NaN/Inf stop the run.
+    config.divergence_factor = None
     config.log_every_steps = 20
     config.eval_every_steps = None
     config.eval_every_epochs = None

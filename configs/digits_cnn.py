@@ -36,6 +36,9 @@ def get_config(arg=None):
     # Microbatches per step (gradients summed inside the step): the same update as the
     # whole batch with 1/k of the activation memory.
     config.grad_accum_steps = 1
+    # Stop (like a NaN loss) when a step's loss exceeds this times the lowest loss so far;
+    # None: only NaN/Inf stop the run.
+    config.divergence_factor = None
     config.log_every_steps = 100
     config.eval_every_steps = None
     config.eval_every_epochs = 10.0

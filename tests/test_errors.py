@@ -104,3 +104,20 @@ def test_config_json_is_written_only_once_the_checkpoint_fits(tmp_path):
     proc = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}",
                    "--config.total_steps=30")  # the right config still resumes
     assert "Resumed from checkpoint 20 " in proc.stderr
+
+
+def test_a_diverging_loss_stops_the_run_and_names_a_checkpoint_it_vouches_for(tmp_path):
+    # The learning rate ramps up to 30 over 10 steps: the loss explodes (finite) at step 4.
+    workdir = str(tmp_path / "diverge")
+    proc = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}",
+                   "--config.optim.name=sgd", "--config.optim.schedule=constant",
+                   "--config.optim.warmup_steps=10", "--config.optim.learning_rate=30",
+                   "--config.optim.momentum=0.0", "--config.checkpoint.every_steps=1",
+                   "--config.divergence_factor=10", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    line = [x for x in proc.stderr.splitlines() if x.startswith("error: Loss")][0]
+    bad = int(line.split(" at step ")[1].split(" ")[0])
+    assert "is over config.divergence_factor=10 times the lowest so far" in line
+    # Checkpoint bad - 1 holds the params that gave the bad loss: it is not named good.
+    assert max(checkpoint_steps(workdir)) == bad - 1
+    assert f"The newest good checkpoint is {bad - 2} (rerun with --step={bad - 2})" in line
