@@ -43,8 +43,7 @@ class ModelParts:
 
     def sample(self, data: ArrayDataset) -> dict:
         """One preprocessed example `[1, ...]` of `data` (for shapes)."""
-        first = {k: v[:1] for k, v in data.take(np.arange(1)).items()}
-        return self.preprocess(first, None, train=False)
+        return self.preprocess(data.take(np.arange(1)), None, train=False)
 
     def variables_init(self, data: ArrayDataset):
         """`init(rng) -> model variables` (boxed) with shapes from `data`."""
