@@ -12,7 +12,9 @@ import contextlib
 import gc
 import logging
 import os
+import re
 import sys
+import threading
 from typing import Any
 
 import jax
@@ -120,8 +122,8 @@ class Checkpointer:
                 with _quiet_unraisable():
                     result, reason = restore(candidate), None
             except Exception as err:  # Orbax and TensorStore raise many kinds
-                reason = " ".join(str(err).split("See full TensorStore details")[0].split())
-                reason = reason[:300] or type(err).__name__
+                _silence_leftovers()
+                reason = _reason(err)
             if _all_processes_agree(reason is None):
                 return candidate, result
             reason = reason or "another process could not read its shards"
@@ -150,6 +152,40 @@ def _all_processes_agree(ok: bool) -> bool:
     from jax.experimental import multihost_utils
 
     return bool(np.all(multihost_utils.process_allgather(np.asarray(ok, np.int32))))
+
+
+def _reason(err: Exception) -> str:
+    """One short line for a failed restore (no TensorStore spec dumps, no Orbax hints that
+    do not apply)."""
+    text = " ".join(str(err).split("See full TensorStore details")[0].split())
+    shapes = re.search(r"Requested shape: (\(.*?\)) is not compatible with the stored "
+                       r"shape: (\(.*?\))", text)
+    if shapes:
+        return (f"it holds another model: an array is {shapes.group(1)} here and "
+                f"{shapes.group(2)} in the checkpoint")
+    return text[:300] or type(err).__name__
+
+
+def _silence_leftovers() -> None:
+    """After a failed restore, Orbax's other reads of that checkpoint still finish on its
+    event-loop threads and report their own errors ("Task exception was never
+    retrieved", "Event loop is closed"); the failure is already reported once."""
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    previous = threading.excepthook
+
+    def hook(args):
+        if not (isinstance(args.exc_value, RuntimeError)
+                and "Event loop is closed" in str(args.exc_value)):
+            previous(args)
+
+    threading.excepthook = hook
+    previous_sys = sys.excepthook  # TensorStore's callbacks report through PyErr_Print
+
+    def sys_hook(kind, value, traceback):
+        if not (isinstance(value, RuntimeError) and "Event loop is closed" in str(value)):
+            previous_sys(kind, value, traceback)
+
+    sys.excepthook = sys_hook
 
 
 @contextlib.contextmanager
