@@ -26,9 +26,6 @@ from bigjax import param_paths
 
 log = logging.getLogger("bigjax")
 
-# The parts of a saved state that describe the model (what eval and init_from need).
-MODEL_PARTS = ("params", "model_state")
-
 
 class _Manager(ocp.CheckpointManager):
     """Orbax's manager, minus its own preemption check: it would call JAX's preemption sync
