@@ -241,11 +241,15 @@ def latest_step_in(workdir: str) -> int:
     return step
 
 
-def saved_params_shapes(workdir: str, step: int) -> dict[str, tuple[tuple[int, ...], Any]]:
-    """`{"a/b/c": (shape, dtype)}` of the params saved in checkpoint `step`; reads no array."""
+def saved_shapes(workdir: str, step: int, part: str = "params"
+                 ) -> dict[str, tuple[tuple[int, ...], Any]] | None:
+    """`{"a/b/c": (shape, dtype)}` of one part (`params`, `model_state`, ...) of the state
+    saved in checkpoint `step` (None if the checkpoint has no such part); reads no array."""
     tree = saved_tree(os.path.join(os.path.abspath(workdir), "checkpoints", str(step), "state"))
+    if part not in tree:
+        return None
     flat = jax.tree_util.tree_flatten_with_path(
-        tree["params"], is_leaf=lambda x: hasattr(x, "shape"))[0]
+        tree[part], is_leaf=lambda x: hasattr(x, "shape"))[0]
     return {param_paths.path_name(p): (tuple(m.shape), m.dtype) for p, m in flat}
 
 

@@ -61,7 +61,7 @@ def read_workdir_params(workdir: str, step: int, like) -> dict[str, jax.Array]:
 
     Returns `{"a/b/c": array}` keyed by `like`'s paths.
     """
-    saved = checkpoint.saved_params_shapes(workdir, step)
+    saved = checkpoint.saved_shapes(workdir, step, "params")
     requests: dict[str, jax.ShapeDtypeStruct] = {}
     plans: dict[str, tuple] = {}
     for name, leaf in param_paths.flatten(like).items():
@@ -123,20 +123,15 @@ def read_workdir_model_state(source: str, like: dict) -> dict | None:
     if not jax.tree.leaves(like) or not os.path.isdir(os.path.join(source, "checkpoints")):
         return None
     step = checkpoint.latest_step_in(source)
-    path = os.path.join(os.path.abspath(source), "checkpoints", str(step), "state")
-    saved = checkpoint.saved_tree(path).get("model_state")
-    same = saved is not None and jax.tree.structure(
-        jax.tree.map(lambda m: tuple(m.shape), saved, is_leaf=lambda x: hasattr(x, "shape"))
-    ) == jax.tree.structure(jax.tree.map(lambda x: tuple(x.shape), like)) and all(
-        tuple(m.shape) == tuple(x.shape) for m, x in zip(
-            jax.tree.leaves(saved, is_leaf=lambda x: hasattr(x, "shape")),
-            jax.tree.leaves(like), strict=True))
-    if not same:
+    saved = checkpoint.saved_shapes(source, step, "model_state") or {}
+    wanted = {name: tuple(x.shape) for name, x in param_paths.flatten(like).items()}
+    if {name: shape for name, (shape, _) in saved.items()} != wanted:
         log.info("init_from %s: its model state does not fit this model; keeping the fresh "
                  "one.", source)
         return None
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                             like)
+    path = os.path.join(os.path.abspath(source), "checkpoints", str(step), "state")
     return checkpoint.restore_parts(path, {"model_state": abstract})["model_state"]
 
 

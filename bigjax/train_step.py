@@ -55,13 +55,13 @@ def make_step_fn(model, task, preprocess, tx: optax.GradientTransformation,
     its own statistics (as data parallelism without synchronised statistics would).
     """
     k = int(grad_accum_steps)
-    penalty_kw = {} if decay_exclude is None else {"exclude": decay_exclude}
 
     def loss_fn(params, model_state, batch, rng):
         out, model_state = forward(model, task, {"params": params, **model_state}, batch,
                                    train=True, rng=rng)
         loss, metrics = task.loss(out, batch)
-        penalty = optim.regularization_penalty(params, l1, l2, **penalty_kw) if l1 or l2 else 0.0
+        penalty = optim.regularization_penalty(params, l1, l2, decay_exclude) if l1 or l2 \
+            else 0.0
         return loss + penalty, (loss, metrics, model_state)
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
