@@ -9,12 +9,18 @@ import numpy as np
 from conftest import checkpoint_steps, last_json_line, read_state, run_cli
 
 
+def _sgd_run(workdir: str, learning_rate: str, *extra: str):
+    """digits runlocal with plain SGD at a constant (or warmed-up) rate, a checkpoint every
+    step; returns the finished process (not checked)."""
+    return run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}",
+                   "--config.optim.name=sgd", "--config.optim.schedule=constant",
+                   f"--config.optim.learning_rate={learning_rate}",
+                   "--config.checkpoint.every_steps=1", *extra, check=False)
+
+
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     workdir = str(tmp_path / "nan")
-    proc = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}",
-                   "--config.optim.name=sgd", "--config.optim.schedule=constant",
-                   "--config.optim.warmup_steps=0", "--config.optim.learning_rate=1e12",
-                   "--config.checkpoint.every_steps=1", check=False)
+    proc = _sgd_run(workdir, "1e12", "--config.optim.warmup_steps=0")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     line = [x for x in proc.stderr.splitlines() if x.startswith("error: Loss is")][0]
@@ -42,11 +48,8 @@ def test_params_that_overflow_are_never_saved(tmp_path):
     # A learning rate beyond float32's range: the first loss and gradient are finite, the
     # updated params are not. The old check (loss and gradient only) saved them.
     workdir = str(tmp_path / "inf")
-    proc = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}",
-                   "--config.optim.name=sgd", "--config.optim.schedule=constant",
-                   "--config.optim.warmup_steps=0", "--config.optim.learning_rate=1e39",
-                   "--config.optim.momentum=0.0", "--config.checkpoint.every_steps=1",
-                   check=False)
+    proc = _sgd_run(workdir, "1e39", "--config.optim.warmup_steps=0",
+                    "--config.optim.momentum=0.0")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "error: The params became NaN or Inf at step 1; stopping without saving it. " \
            "No good checkpoint was saved." in proc.stderr
@@ -113,11 +116,8 @@ def test_config_json_is_written_only_once_the_checkpoint_fits(tmp_path):
 def test_a_diverging_loss_stops_the_run_and_names_a_checkpoint_it_vouches_for(tmp_path):
     # The learning rate ramps up to 30 over 10 steps: the loss explodes (finite) at step 4.
     workdir = str(tmp_path / "diverge")
-    proc = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={workdir}",
-                   "--config.optim.name=sgd", "--config.optim.schedule=constant",
-                   "--config.optim.warmup_steps=10", "--config.optim.learning_rate=30",
-                   "--config.optim.momentum=0.0", "--config.checkpoint.every_steps=1",
-                   "--config.divergence_factor=10", check=False)
+    proc = _sgd_run(workdir, "30", "--config.optim.warmup_steps=10",
+                    "--config.optim.momentum=0.0", "--config.divergence_factor=10")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     line = [x for x in proc.stderr.splitlines() if x.startswith("error: Loss")][0]
     bad = int(line.split(" at step ")[1].split(" ")[0])
