@@ -38,6 +38,11 @@ class _Manager(ocp.CheckpointManager):
         return False
 
 
+class CheckpointWriteError(RuntimeError):
+    """Writing a checkpoint failed (a full disk, lost permissions); the message names the
+    step, the reason and the newest complete checkpoint, which is intact."""
+
+
 class Checkpointer:
     """Saves `(state, data_position)` when asked; lists and restores complete checkpoints."""
 
@@ -65,13 +70,31 @@ class Checkpointer:
         """Starts writing checkpoint `step` (returns before the files are done)."""
         if step in self._manager.all_steps():
             return
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_position)
-            ),
-            force=True,
-        )
+        with self._reporting_write_errors(step):  # also a previous async save's failure
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_position)
+                ),
+                force=True,
+            )
+
+    @contextlib.contextmanager
+    def _reporting_write_errors(self, step: int | None):
+        """Turns an OSError of a (possibly earlier, asynchronous) save into one
+        CheckpointWriteError naming the checkpoint that failed and the newest intact one."""
+        try:
+            yield
+        except OSError as err:
+            found = re.search(r"checkpoints/(\d+)", str(err.filename or ""))
+            failed = int(found.group(1)) if found else step
+            intact = [s for s in self._manager.all_steps() if s != failed]
+            newest = (f"the newest complete one, {max(intact)}, is intact" if intact
+                      else "no earlier checkpoint exists")
+            raise CheckpointWriteError(
+                f"Writing checkpoint {failed if failed is not None else ''} in "
+                f"{self.directory} failed: {err.strerror or err}; {newest}. Free space (or "
+                "fix the permissions) and rerun the same command to resume.") from err
 
     def _check_step(self, step: int) -> None:
         if step not in self._manager.all_steps():  # a clearer message than Orbax's
@@ -134,11 +157,17 @@ class Checkpointer:
 
     def wait(self) -> None:
         """Blocks until pending saves are on disk."""
-        self._manager.wait_until_finished()
+        with self._reporting_write_errors(None):
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
-        self._manager.close()
+        """Waits for pending saves (a failure was reported by `wait` or `save` already, or
+        is logged here: closing never masks the error being raised) and closes."""
+        try:
+            self._manager.wait_until_finished()
+            self._manager.close()
+        except OSError as err:
+            log.warning("A checkpoint write failed: %s", err)
 
 
 def _all_processes_agree(ok: bool) -> bool:
@@ -163,26 +192,42 @@ def _reason(err: Exception) -> str:
     return text[:300] or type(err).__name__
 
 
+# What Orbax's other reads of a checkpoint that already failed to restore report later,
+# from its event-loop threads, TensorStore callbacks and coroutines collected at exit.
+_LEFTOVERS = ("Event loop is closed", "Encountered error while reading array index")
+
+
+def _is_leftover(value: BaseException | None) -> bool:
+    return value is not None and any(text in str(value) for text in _LEFTOVERS)
+
+
 def _silence_leftovers() -> None:
-    """After a failed restore, Orbax's other reads of that checkpoint still finish on its
-    event-loop threads and report their own errors ("Task exception was never
-    retrieved", "Event loop is closed"); the failure is already reported once."""
+    """After a failed restore, Orbax's other reads of that checkpoint still finish and
+    report their own errors ("Task exception was never retrieved", "Event loop is
+    closed", "Exception ignored in <coroutine ...>"), some at interpreter exit; the
+    failure is already reported once, so these are dropped for the rest of the process.
+    Any other error still shows."""
+    if getattr(sys.unraisablehook, "bigjax_filter", False):
+        return
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    previous = threading.excepthook
+    previous_thread, previous_sys, previous_unraisable = (
+        threading.excepthook, sys.excepthook, sys.unraisablehook)
 
-    def hook(args):
-        if not (isinstance(args.exc_value, RuntimeError)
-                and "Event loop is closed" in str(args.exc_value)):
-            previous(args)
+    def thread_hook(args):
+        if not _is_leftover(args.exc_value):
+            previous_thread(args)
 
-    threading.excepthook = hook
-    previous_sys = sys.excepthook  # TensorStore's callbacks report through PyErr_Print
-
-    def sys_hook(kind, value, traceback):
-        if not (isinstance(value, RuntimeError) and "Event loop is closed" in str(value)):
+    def sys_hook(kind, value, traceback):  # TensorStore's callbacks report via PyErr_Print
+        if not _is_leftover(value):
             previous_sys(kind, value, traceback)
 
-    sys.excepthook = sys_hook
+    def unraisable_hook(unraisable):
+        if not _is_leftover(unraisable.exc_value):
+            previous_unraisable(unraisable)
+
+    unraisable_hook.bigjax_filter = True
+    threading.excepthook, sys.excepthook, sys.unraisablehook = (
+        thread_hook, sys_hook, unraisable_hook)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from bigjax import durations, evaluators, input_pipeline, sharding
+from bigjax import config_keys, evaluators, input_pipeline, sharding
 from bigjax.experiment import build_experiment
 from bigjax.train import make_train_step, validate_loop
 
@@ -49,11 +49,12 @@ def abstract_batch(exp, steps_per_call: int = 1) -> dict:
 
 def report(config: ml_collections.ConfigDict) -> dict:
     """Compiles the train step of `config` on its mesh; returns (and logs) the report."""
+    config = config_keys.resolve(config)
     exp = build_experiment(config)
     per_call = int(config.get("steps_per_call", 1))
     # What the real run checks before training: loop settings and every evaluator's.
     spe = exp.train_batches.steps_per_epoch
-    validate_loop(config, exp, durations.resolve_steps(config, "log_every", spe, 100), per_call)
+    validate_loop(exp, per_call)
     for s in evaluators.settings_from_config(config, spe):
         sharding.check_batch_size(exp.mesh, s.batch_size, s.batch_size_key)
         input_pipeline.check_trim_multiple(s.trim_multiple)

@@ -14,13 +14,9 @@ import os
 import sys
 
 from bigjax import config_cli
-from bigjax.main import init_distributed, parse_args, run_and_print, setup_logging
+from bigjax.main import init_distributed, parse_args, print_error, run_and_print, setup_logging
 
 log = logging.getLogger("bigjax")
-
-# Eval settings added after some runs were saved; such runs get them as None (unset).
-EVAL_ONLY_KEYS = ("eval_trim_multiple",)
-
 
 def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
     """Metrics of checkpoint `step` (default: the newest) of the run in `workdir`, from
@@ -60,12 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         args, overrides = parse_args(sys.argv[1:] if argv is None else argv,
                                      "Evaluate a bigjax checkpoint.", need_config=False)
         config = config_cli.config_from_json(os.path.join(args.workdir, "config.json"))
-        for key in EVAL_ONLY_KEYS:  # runs saved before a key existed may still set it here
-            if key not in config:
-                config[key] = None
-        config_cli.apply_overrides(config, overrides)
+        config = config_cli.apply_overrides(config, overrides)
     except config_cli.ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_error(err)
         return 2
     init_distributed(args)
     return run_and_print(lambda: evaluate_checkpoint(config, args.workdir, args.step))

@@ -69,9 +69,10 @@ def build_model_parts(config: ml_collections.ConfigDict) -> ModelParts:
     mesh = sharding.make_mesh(config.mesh)
     tokenizer = (tokenized.make_tokenizer(config.data.tokenizer)
                  if config.data.get("tokenizer") else None)
-    return ModelParts(config, mesh, sharding.rules_from_config(config),
-                      models.build(config.model), tasks.get(config),
-                      pp.make(config.pp, tokenizer), tokenizer)
+    model = models.build(config.model)
+    _check_length(config, model)
+    return ModelParts(config, mesh, sharding.rules_from_config(config), model,
+                      tasks.get(config), pp.make(config.pp, tokenizer), tokenizer)
 
 
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
@@ -109,10 +110,7 @@ def load_split(config: ml_collections.ConfigDict, split: str, examples: int | No
                tokenizer=None) -> ArrayDataset:
     """See `ModelParts.load_split`. A data set whose number of classes differs from
     `config.model.num_classes` is refused."""
-    data = datasets.load(config.data.name, split, config.data.get("data_dir"))
-    if examples and examples < len(data):
-        keep = np.sort(np.random.default_rng(0).permutation(len(data))[:examples])
-        data = data.subset(keep)
+    data = datasets.load(config.data.name, split, config.data.get("data_dir"), examples)
     if config.data.get("tokenizer"):
         data = tokenized.tokenize(data, config.data.tokenizer, tokenizer=tokenizer)
     expected = config.model.get("num_classes")
@@ -120,6 +118,17 @@ def load_split(config: ml_collections.ConfigDict, split: str, examples: int | No
         raise ValueError(f"config.model.num_classes={expected} but data set {data.name!r} has "
                          f"{data.num_classes} classes.")
     return data
+
+
+def _check_length(config, model) -> None:
+    """Refuses token sequences longer than the model has positions for (a lookup past the
+    last position would silently clamp)."""
+    tokenizer = config.data.get("tokenizer")
+    if tokenizer and hasattr(model, "max_length") and tokenizer.max_len > model.max_length():
+        raise ValueError(f"config.data.tokenizer.max_len={tokenizer.max_len} is longer than the "
+                         f"{model.max_length()} positions of the model; lower it, or raise "
+                         "config.model.max_len (new position embeddings are trained from "
+                         "scratch).")
 
 
 def _check_inputs(config, inputs) -> None:

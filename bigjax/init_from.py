@@ -210,6 +210,22 @@ def _only_zeros_beyond(value, shape) -> bool:
     return not np.any(value[~kept])
 
 
+def check_body_loaded(source: str, report: dict, head_modules: tuple[str, ...],
+                      partial: bool) -> None:
+    """Raises ValueError when `init_from` would leave params outside the model's heads
+    (`head_modules`, top-level names) freshly initialised, unless `partial`
+    (`config.init_from_partial`): a source of another architecture should not pass as
+    a pretrained one."""
+    body = [name for name in report["new"] if name.split("/")[0] not in head_modules]
+    if body and not partial:
+        raise ValueError(
+            f"config.init_from={source!r} does not match the model's body: {len(body)} "
+            f"params outside the heads ({', '.join(head_modules)}) would be freshly "
+            f"initialised: {', '.join(body[:6])}{', ...' if len(body) > 6 else ''}. Use a "
+            "source of the same architecture, or --config.init_from_partial=true to "
+            "train those params from scratch.")
+
+
 def log_report(source: str, report: dict) -> None:
     log.info("init_from %s: loaded %d params; new (freshly initialised) %d: %s; unused from "
              "source %d: %s", source, len(report["loaded"]), len(report["new"]),

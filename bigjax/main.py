@@ -4,7 +4,13 @@
 
 Multi-host: pass --coordinator_address/--num_processes/--process_id (or run on
 a TPU pod, where `jax.distributed.initialize()` finds them itself with
---distributed).
+--distributed). `--print_config` prints the resolved config with each key's type and
+doc, and exits.
+
+Exit codes: 0 done (the last stdout line is the final metrics as JSON); 1 the run
+failed (one `error:` line); 2 bad command line or config; 75 (`EXIT_PREEMPTED`,
+EX_TEMPFAIL) stopped by SIGTERM / SIGINT / a preemption notice after saving a
+checkpoint: rerun the same command to resume (schedulers may requeue on 75).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import traceback
 
 from bigjax import config_cli
 
+EXIT_PREEMPTED = 75  # sysexits.h EX_TEMPFAIL: try again later
+
 
 def parse_args(argv: list[str], description: str, need_config: bool):
     rest, overrides = config_cli.split_override_args(argv)
@@ -29,6 +37,9 @@ def parse_args(argv: list[str], description: str, need_config: bool):
                         help="checkpoint to resume from / evaluate (default: the newest that "
                              "restores)")
     if need_config:
+        parser.add_argument("--print_config", action="store_true",
+                            help="print the resolved config, each key with its type and "
+                                 "doc, and exit")
         parser.add_argument("--dry_run", action="store_true",
                             help="compile the train step for the mesh and print params, bytes "
                                  "per device and FLOPs per step; train nothing, write nothing")
@@ -54,26 +65,38 @@ def init_distributed(args) -> None:
 
 
 def setup_logging() -> None:
+    """INFO lines `HH:MM:SS message` on stderr; `force`: a library imported earlier (absl)
+    may have configured the root logger already."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
-                        stream=sys.stderr)
-    logging.getLogger("absl").setLevel(logging.WARNING)
+                        stream=sys.stderr, force=True)
+    logging.getLogger("jax").setLevel(logging.WARNING)  # e.g. "no TPU backend" on every start
+    # Orbax logs its failures with tracebacks through absl; bigjax reports each in one line
+    # (a fallback, or the final `error:`), so they show only with BIGJAX_TRACEBACK=1.
+    logging.getLogger("absl").setLevel(
+        logging.WARNING if os.environ.get("BIGJAX_TRACEBACK") else logging.CRITICAL)
+
+
+def print_error(err: BaseException) -> None:
+    """One `error: ...` line on stderr (the traceback first with BIGJAX_TRACEBACK=1)."""
+    if os.environ.get("BIGJAX_TRACEBACK"):
+        traceback.print_exception(err)
+    print(f"error: {err}", file=sys.stderr)
 
 
 def run_and_print(job) -> int:
-    """Runs `job()` and prints its result dict as the last line (JSON): exit code 0. A user
-    error (bad value, missing file, NaN loss) prints one "error:" line: exit code 1
-    (BIGJAX_TRACEBACK=1 shows the traceback too)."""
+    """Runs `job()` and prints its result dict as the last line (JSON): exit code 0, or
+    EXIT_PREEMPTED when the run stopped for preemption. A user error (bad value, missing
+    file, NaN loss) prints one "error:" line: exit code 1."""
+    from bigjax.checkpoint import CheckpointWriteError
     from bigjax.train import NonFiniteLossError
 
     try:
         result = job()
-    except (ValueError, FileNotFoundError, NonFiniteLossError) as err:
-        if os.environ.get("BIGJAX_TRACEBACK"):
-            traceback.print_exc()
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, NonFiniteLossError, CheckpointWriteError) as err:
+        print_error(err)
         return 1
     print(json.dumps(result), flush=True)
-    return 0
+    return EXIT_PREEMPTED if "preempted_at_step" in result else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,8 +106,13 @@ def main(argv: list[str] | None = None) -> int:
                                      "Train a bigjax model.", need_config=True)
         config = config_cli.apply_overrides(config_cli.load_config_file(args.config), overrides)
     except config_cli.ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_error(err)
         return 2
+    if args.print_config:
+        from bigjax import config_docs
+
+        print(config_docs.annotated(config))
+        return 0
     init_distributed(args)
     if args.dry_run:
         from bigjax import dry_run

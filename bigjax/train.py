@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 
 import flax.linen as nn
 import jax
@@ -20,6 +21,7 @@ import numpy as np
 
 from bigjax import (
     config_cli,
+    config_keys,
     decay_mask,
     durations,
     evaluators,
@@ -43,13 +45,9 @@ RESUMABLE_CHANGES = ("total_steps", "total_epochs", "log_every_steps", "eval_eve
                      "eval_batch_size", "eval_trim_multiple", "data.eval_examples",
                      "divergence_factor")
 RESUMABLE_PREFIXES = ("evals.",)
-# Keys added after runs were saved, with the value that reproduces those runs: a saved
-# config without the key resumes when the new config has that value.
-ADDED_KEYS = {"grad_accum_steps": 1, "model.dtype": "float32", "model.param_dtype": "float32",
-              "model.norm": None, "model.vocab_multiple": 1,
-              "optim.decay_exclude": decay_mask.LEGACY_RANK_RULE, "optim.mu_dtype": None,
-              "divergence_factor": None}
-
+# Key of the data item of a checkpoint: evaluators that were due when a preempted run
+# saved it (run first on resume, so a preemption never skips an evaluation).
+PENDING_EVALS = "pending_evals"
 __all__ = ["Experiment", "build_experiment", "make_train_step", "train_and_evaluate"]
 
 
@@ -75,23 +73,21 @@ def check_config(config: ml_collections.ConfigDict, workdir: str, resuming: bool
                  ) -> tuple[list[str], dict | None]:
     """`(changed keys, saved config)` of a resumed run (`resuming`: the workdir has a
     checkpoint); a config that differs from the saved one in more than RESUMABLE_CHANGES
-    is refused. Writes nothing."""
+    is refused. Keys the saved config lacks (added to bigjax since) count as what that
+    run used (`config_keys.fill_legacy`). Writes nothing."""
     path = os.path.join(workdir, "config.json")
     if not (resuming and os.path.exists(path)):
         return [], None
     new = json.loads(config_cli.to_json(config))
     with open(path) as f:
-        old = json.load(f)
-    # A key the saved config lacks counts as its ADDED_KEYS value (what that run used).
-    older = {k for k, v in ADDED_KEYS.items() if _lookup(old, k) is _MISSING
-             and _lookup(new, k) is not _MISSING}
-    changed = sorted((set(_diff(old, new)) - older)
-                     | {k for k in older if _lookup(new, k) != ADDED_KEYS[k]})
+        saved = json.load(f)
+    old = json.loads(config_cli.to_json(ml_collections.ConfigDict(config_keys.fill_legacy(saved))))
+    changed = sorted(_diff(old, new))
     refused = [k for k in changed if k not in RESUMABLE_CHANGES and k != "evals"
                and not k.startswith(RESUMABLE_PREFIXES)]
     if refused:
-        flags = [f"--config.{k}={ADDED_KEYS[k]}" for k in refused
-                 if k in ADDED_KEYS and _lookup(old, k) is _MISSING]
+        flags = [f"--config.{k}={config_keys.LEGACY_VALUES[k]}" for k in refused
+                 if k in config_keys.LEGACY_VALUES and _lookup(saved, k) is _MISSING]
         hint = (f" The run predates {', '.join(f.split('=')[0][9:] for f in flags)}: "
                 f"resume it as it was with {' '.join(flags)}.") if flags else ""
         raise ValueError(
@@ -99,7 +95,7 @@ def check_config(config: ml_collections.ConfigDict, workdir: str, resuming: bool
             "resuming would mix two experiments. Use a new --workdir, or the original "
             f"values. Only {', '.join(RESUMABLE_CHANGES)} and evals.* may change on "
             f"resume.{hint}")
-    return changed, old
+    return changed, saved
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str, resuming: bool) -> None:
@@ -145,17 +141,17 @@ def _diff(old, new, prefix=""):
 
 
 def restore_or_init(exp: Experiment, checkpointer: Checkpointer,
-                    step: int | None = None) -> tuple[TrainState, int]:
+                    step: int | None = None) -> tuple[TrainState, int, list[str]]:
     """The newest checkpoint in the workdir that restores (or checkpoint `step`), else a
     fresh state (with the params of `config.init_from` when set). Returns (state, next
-    batch)."""
+    batch, names of the evaluators that were due when a preempted run saved it)."""
     newest = checkpointer.latest_step()
     if newest is None:
         state = init_state(exp.init_fn, exp.config.seed, exp.state_shardings, exp.rules)
         source = exp.config.get("init_from")
         if source:
             state = load_init_from(exp, state, source)
-        return state, 0
+        return state, 0, []
     step, (state, data_position) = checkpointer.restore_first_good(
         lambda s: checkpointer.restore(s, exp.abstract_state), step)
     if step != newest:
@@ -163,7 +159,7 @@ def restore_or_init(exp: Experiment, checkpointer: Checkpointer,
                     "trained again.", step, newest)
     next_batch = exp.train_batches.check_position(data_position)
     log.info("Resumed from checkpoint %d (next batch %d).", step, next_batch)
-    return state, next_batch
+    return state, next_batch, list(data_position.get(PENDING_EVALS, []))
 
 
 def load_init_from(exp: Experiment, state: TrainState, source: str) -> TrainState:
@@ -179,6 +175,8 @@ def load_init_from(exp: Experiment, state: TrainState, source: str) -> TrainStat
     if not report["loaded"]:
         raise ValueError(f"config.init_from={source!r} matched no params of the model; "
                          "check that it holds the same architecture.")
+    init_from.check_body_loaded(source, report, getattr(exp.model, "HEAD_MODULES", ()),
+                                exp.config.init_from_partial)
     opt_state = jax.jit(exp.tx.init, out_shardings=exp.state_shardings.opt_state)(params)
     model_state = init_from.read_workdir_model_state(source, state.model_state)
     if model_state is not None:
@@ -202,14 +200,32 @@ def _host_metrics(pending: list) -> tuple[list[int], dict[str, np.ndarray]]:
     return steps, {k: np.concatenate([m[k] for m in fetched]) for k in fetched[0]}
 
 
-def validate_loop(config, exp: Experiment, log_every: int, per_call: int) -> None:
-    """Loop settings that would fail mid-run, checked before training (and by --dry_run)."""
-    keep = config.checkpoint.get("keep")
-    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
-        raise ValueError(f"config.checkpoint.keep={keep!r} would delete checkpoints this run "
-                         "needs; use a number >= 1, or None to keep every checkpoint.")
-    if log_every <= 0:
-        raise ValueError(f"config.log_every_steps must be positive, got {log_every}.")
+def check_workdir(workdir: str) -> None:
+    """Raises ValueError when `workdir` cannot be a run's folder (it is a file, or a
+    file stands where one of its parents should be)."""
+    path = os.path.abspath(workdir)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        what = "is a file" if path == os.path.abspath(workdir) else f"is under a file ({path})"
+        raise ValueError(f"--workdir={workdir} {what}: pass a folder (a new one, or one a run "
+                         "trained into).")
+
+
+def make_workdir(workdir: str) -> None:
+    """Creates `workdir` (and its parents); an OS refusal becomes one clear ValueError."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        if not os.access(workdir, os.W_OK | os.X_OK):
+            raise PermissionError(f"no write permission on {workdir}")
+    except OSError as err:
+        raise ValueError(f"--workdir={workdir} cannot be written ({err.strerror or err}): "
+                         "pick a folder you can write to.") from None
+
+
+def validate_loop(exp: Experiment, per_call: int) -> None:
+    """Loop settings that would fail mid-run, checked before training (and by --dry_run);
+    single values are checked by the schema (`config_keys.resolve`)."""
     if per_call <= 0 or exp.total_steps % per_call:
         raise ValueError(f"config.steps_per_call={per_call} must be positive and divide the "
                          f"{exp.total_steps} total steps.")
@@ -218,23 +234,32 @@ def validate_loop(config, exp: Experiment, log_every: int, per_call: int) -> Non
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        step: int | None = None) -> dict:
     """Trains per `config` in `workdir` (resuming from its newest checkpoint that restores,
-    or from checkpoint `step`); returns the final eval metrics."""
-    os.makedirs(workdir, exist_ok=True)
+    or from checkpoint `step`); returns the final eval metrics. `config` may leave keys
+    out (they get their defaults); bad keys or values raise `ConfigError`."""
+    config = config_keys.resolve(config)
+    check_workdir(workdir)
     exp = build_experiment(config)
     spe = exp.train_batches.steps_per_epoch
     log_every = durations.resolve_steps(config, "log_every", spe, 100)
     ckpt_every = config.checkpoint.every_steps
-    per_call = int(config.get("steps_per_call", 1))
-    validate_loop(config, exp, log_every, per_call)
+    per_call = config.steps_per_call
+    validate_loop(exp, per_call)
     evals = evaluators.build(evaluators.settings_from_config(config, spe, workdir),
                              exp.load_split, exp.model, exp.task, exp.preprocess, exp.mesh,
                              exp.rules)
-    checkpointer = Checkpointer(workdir, config.checkpoint.keep,
-                                config.checkpoint.get("async_save", True))
-    resuming = checkpointer.latest_step() is not None
-    check_config(config, workdir, resuming)  # refuse a changed experiment before anything
-    state, step = restore_or_init(exp, checkpointer, step)
-    write_config(config, workdir, resuming)  # only once the state is known to fit
+    created = not os.path.exists(workdir)
+    make_workdir(workdir)
+    checkpointer = Checkpointer(workdir, config.checkpoint.keep, config.checkpoint.async_save)
+    try:
+        resuming = checkpointer.latest_step() is not None
+        check_config(config, workdir, resuming)  # refuse a changed experiment before anything
+        state, step, pending_evals = restore_or_init(exp, checkpointer, step)
+        write_config(config, workdir, resuming)  # only once the state is known to fit
+    except BaseException:
+        checkpointer.close()
+        if created and jax.process_index() == 0:  # a failed start leaves no workdir behind
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
     log.info("Mesh %s; %d steps (%d per epoch); params:\n%s", dict(exp.mesh.shape),
              exp.total_steps, spe, sharding.describe(state.params))
     lr_line = param_lr.describe(state.params, config.optim)
@@ -249,10 +274,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     batches = exp.train_batches.iterate(step, exp.total_steps)
     pending: list = []  # (first step, device metrics) not yet fetched
     unlogged: list = []  # fetched values since the last written row
-    divergence = config.get("divergence_factor")
-    if divergence is not None and not (isinstance(divergence, int | float) and divergence > 1):
-        raise ValueError(f"config.divergence_factor={divergence!r} must be a number > 1, or "
-                         "None.")
+    divergence = config.divergence_factor
     lowest = [np.inf]  # the lowest training loss seen in this process
 
     def newest_good(first_bad_loss_step: int) -> str:
@@ -297,15 +319,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             writer.write(step, scalars)
             log.info(progress.line(step, float(values["loss"].mean()), rates))
 
-    def save(step: int) -> None:
+    def save(step: int, due_evals: list = ()) -> None:
         """Saves `state` as checkpoint `step`, unless its params are not all finite (an
-        update can overflow while the loss and gradients it came from were finite)."""
+        update can overflow while the loss and gradients it came from were finite).
+        `due_evals`: evaluators a preempted run skips; the resumed run runs them first."""
         if not bool(params_finite(state.params)):
             raise NonFiniteLossError(
                 f"The params became NaN or Inf at step {step}; stopping without saving it. "
                 f"{newest_good(step + 1)} Lower the learning rate or enable "
                 "config.optim.grad_clip_norm.")
-        checkpointer.save(step, state, exp.train_batches.position(step).to_json())
+        data = exp.train_batches.position(step).to_json()
+        if due_evals:
+            data[PENDING_EVALS] = [e.settings.name for e in due_evals]
+        checkpointer.save(step, state, data)
 
     def run_evals(step: int, which: list) -> dict:
         results = {}
@@ -318,6 +344,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     try:
         stop = False
         with sharding.mesh_context(exp.mesh, exp.rules):
+            skipped = [e for e in evals if e.settings.name in pending_evals]
+            if skipped and step < exp.total_steps:  # due when the run was preempted
+                log.info("Running the evaluations due at step %d before the run stopped.", step)
+                run_evals(step, skipped)
             while step < exp.total_steps and not stop:
                 k = per_call
                 if k == 1:
@@ -336,7 +366,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 if due_log or due_ckpt or due_evals:
                     check_and_log(step, due_log or stop)
                 if due_ckpt:  # before any eval: a preempted run saves first
-                    save(step)
+                    save(step, due_evals if stop and step < exp.total_steps else ())
                 if due_evals and not stop and step < exp.total_steps:
                     run_evals(step, due_evals)
             if pending:

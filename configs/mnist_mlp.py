@@ -19,36 +19,17 @@ import ml_collections
 def get_config(arg=None):
     args = _common.variant_args(arg, {"tuned"})
     config = ml_collections.ConfigDict()
-    config.seed = 0
-    config.data = dict(name="mnist", train_split="train", eval_split="test", data_dir=None,
-                       input_shape=(28, 28, 1))
-    config.pp = dict(kind="image", normalize="minus_one_to_one", translate=0)
-    config.model = dict(name="mlp", num_classes=10, hidden=(128, 64), dropout_rate=0.0,
-                        dtype="float32", param_dtype="float32")
+    config.data = dict(name="mnist", input_shape=(28, 28, 1))
+    config.pp = dict(kind="image", normalize="minus_one_to_one")
+    config.model = dict(name="mlp", num_classes=10, hidden=(128, 64))
     config.task = "classification"
-    config.label_smoothing = 0.0
-    config.optim = dict(name="adam", learning_rate=1e-3, schedule="constant", warmup_steps=None,
-                        warmup_epochs=None, weight_decay=0.0, l1=0.0, l2=0.0,
-                        grad_clip_norm=None, momentum=0.9,
-                        # Regexes of params without weight decay / L1 / L2 (None: biases and
-                        # norm params); optimizer first moment dtype (None: the params').
-                        decay_exclude=None, mu_dtype=None)
+    config.optim = dict(name="adam", learning_rate=1e-3)
     config.batch_size = 64
     config.eval_batch_size = 1000
-    config.total_steps = None
     config.total_epochs = 10.0
-    config.steps_per_call = 1
-    # Microbatches per step (gradients summed inside the step): the same update as the
-    # whole batch with 1/k of the activation memory.
-    config.grad_accum_steps = 1
-    # Stop (like a NaN loss) when a step's loss exceeds this times the lowest loss so far;
-    # None: only NaN/Inf stop the run.
-    config.divergence_factor = None
     config.log_every_steps = 500
-    config.eval_every_steps = None
     config.eval_every_epochs = 1.0
-    config.checkpoint = dict(every_steps=2000, keep=3, async_save=True)
-    config.mesh = dict(data=-1, fsdp=1, tensor=1)
+    config.checkpoint = dict(every_steps=2000)
 
     if "tuned" in args:
         config.pp.translate = 2

@@ -58,6 +58,6 @@ def test_unknown_override_key_lists_the_valid_keys(tmp_path):
     proc = run_cli("main", "--config=configs/digits_cnn.py:runlocal", f"--workdir={tmp_path}",
                    "--config.optim.lr=0.1", check=False)
     assert proc.returncode == 2
-    assert "Unknown config key 'optim.lr'" in proc.stderr
+    assert "Unknown config key --config.optim.lr." in proc.stderr
     assert "optim.learning_rate" in proc.stderr
     assert "Traceback" not in proc.stderr

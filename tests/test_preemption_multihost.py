@@ -23,6 +23,8 @@ import jax
 import numpy as np
 import pytest
 
+from bigjax.main import EXIT_PREEMPTED
+
 from conftest import REPO, checkpoint_steps, cli_env, last_json_line, read_state, run_cli
 
 DEVICES_PER_PROCESS = 1  # see the module docstring
@@ -66,12 +68,13 @@ def _start_two(workdir: str) -> list[_Process]:
     return [_Process(workdir, port, i, logs) for i in range(2)]
 
 
-def _finish(procs: list[_Process], timeout: float = 240) -> list[tuple[str, str]]:
+def _finish(procs: list[_Process], timeout: float = 240, code: int = 0
+            ) -> list[tuple[str, str]]:
     """Waits for both; kills both (SIGKILL: SIGTERM only notifies a jax.distributed
     process) when one exits non-zero or the time runs out."""
     deadline = time.time() + timeout
     while time.time() < deadline and any(p.popen.poll() is None for p in procs):
-        if any(p.popen.poll() not in (None, 0) for p in procs):
+        if any(p.popen.poll() not in (None, code) for p in procs):
             break
         time.sleep(0.1)
     hung = [i for i, p in enumerate(procs) if p.popen.poll() is None]
@@ -81,7 +84,7 @@ def _finish(procs: list[_Process], timeout: float = 240) -> list[tuple[str, str]
         p.popen.wait()
     outs = [p.output() for p in procs]
     for i, (p, (_, err)) in enumerate(zip(procs, outs, strict=True)):
-        assert p.popen.returncode == 0, (
+        assert p.popen.returncode == code, (
             f"process {i} {'hung' if i in hung else 'exited'} ({p.popen.returncode}):\n"
             f"{err[-3000:]}")
     return outs
@@ -128,7 +131,7 @@ def test_sigterm_to_one_process_stops_both_then_rerun_is_bit_identical(uninterru
     procs = _start_two(workdir)
     first = _wait_for_checkpoint(procs, workdir)
     procs[1].popen.send_signal(signal.SIGTERM)  # only the non-coordinator process is notified
-    outs = _finish(procs)
+    outs = _finish(procs, code=EXIT_PREEMPTED)  # every process: saved, exit "requeue me"
     # Both exit 0 and agree on the step: the notice reached process 0 through the
     # coordination service, and both reached the same sync point.
     stops = [last_json_line(out) for out, _ in outs]

@@ -10,6 +10,8 @@ import jax
 import numpy as np
 import pytest
 
+from bigjax.main import EXIT_PREEMPTED
+
 from conftest import REPO, checkpoint_steps, cli_env, last_json_line, read_state, run_cli
 
 # A fast model so that a run lasts long enough to be interrupted but not long.
@@ -76,7 +78,7 @@ def test_sigterm_saves_and_exits_cleanly_then_resumes(uninterrupted, tmp_path, s
     _wait_for_checkpoint(proc, workdir)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-3000:]
+    assert proc.returncode == EXIT_PREEMPTED, err[-3000:]  # distinct: schedulers requeue it
     stopped = last_json_line(out)["preempted_at_step"]
     assert stopped in checkpoint_steps(workdir) and stopped < 240
     run_cli("main", *ARGS, f"--workdir={workdir}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.datasets import load_digits
 
+from bigjax.datasets import local_files
 from bigjax.datasets.array_dataset import ArrayDataset
 
 TEST_FRACTION = 0.2
@@ -26,7 +27,6 @@ def load(split: str) -> ArrayDataset:
         np.arange(len(labels)), test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=labels
     )
     indices = {"train": np.sort(train_idx), "test": np.sort(test_idx)}
-    if split not in indices:
-        raise ValueError(f"digits has splits 'train' and 'test', not {split!r}.")
+    local_files.check_split("digits", split, list(indices))
     idx = indices[split]
     return ArrayDataset({"image": images[idx, :, :, None], "label": labels[idx]}, 10, "digits")

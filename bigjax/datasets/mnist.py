@@ -14,37 +14,43 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
+ALL_FILES = tuple(f for pair in IDX_FILES.values() for f in pair)
 
 
 def read_idx(path: str) -> np.ndarray:
-    """Parses one (optionally gzipped) IDX file into a numpy array."""
+    """Parses one (optionally gzipped) IDX file into a numpy array; a damaged file (truncated,
+    corrupt, not IDX) raises ValueError naming it."""
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
+    with local_files.reading(path), opener(path, "rb") as f:
         raw = f.read()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number).")
+        raise ValueError(local_files.damaged_message(
+            path, f"not an unsigned-byte IDX file: magic number {raw[:4].hex() or 'absent'}"))
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    data = np.frombuffer(raw, dtype=np.uint8, offset=min(4 + 4 * ndim, len(raw)))
     if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path} holds {data.size} bytes of data, its header says {shape}.")
+        raise ValueError(local_files.damaged_message(
+            path, f"{data.size} bytes of data, its header says {shape}"))
     return data.reshape(shape)
 
 
 def load(split: str, data_dir: str | None = None) -> ArrayDataset:
     """`image: uint8 [n, 28, 28, 1]`, `label: int32 [n]` for split "train" or "test"."""
-    if split not in IDX_FILES:
-        raise ValueError(f"mnist has splits 'train' and 'test', not {split!r}.")
-    all_files = [f for pair in IDX_FILES.values() for f in pair]
-    folder = local_files.local_folder("mnist", all_files, data_dir)
-    if folder is not None:
-        images_file, labels_file = IDX_FILES[split]
-        images = read_idx(os.path.join(folder, images_file))
-        labels = read_idx(os.path.join(folder, labels_file)).astype(np.int32)
-        if images.shape[0] != labels.shape[0]:
-            raise ValueError(f"{folder}: {images.shape[0]} images but {labels.shape[0]} labels.")
-        return ArrayDataset({"image": images[..., None], "label": labels}, 10, "mnist")
-    return _load_with_tfds(split)
+    local_files.check_split("mnist", split, list(IDX_FILES))
+    folder = local_files.local_folder("mnist", ALL_FILES, data_dir)
+    if folder is None:
+        return _load_with_tfds(split)
+    images_path, labels_path = (os.path.join(folder, f) for f in IDX_FILES[split])
+    images = read_idx(images_path)
+    labels = read_idx(labels_path).astype(np.int32)
+    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"{images_path} holds images {images.shape} and {labels_path} labels "
+            f"{labels.shape}, expected [n, 28, 28] and [n]: one of them is damaged or from "
+            "another data set; re-download or copy them again.")
+    local_files.require_examples(len(labels), "mnist", split, labels_path)
+    return ArrayDataset({"image": images[..., None], "label": labels}, 10, "mnist")
 
 
 def _load_with_tfds(split: str) -> ArrayDataset:
@@ -52,9 +58,10 @@ def _load_with_tfds(split: str) -> ArrayDataset:
 
     builder = tfds.builder("mnist", file_format="array_record")
     if not builder.is_prepared():
-        local_files.require_network("mnist", "mnist/" + ", mnist/".join(IDX_FILES["train"]))
+        local_files.require_network("mnist", ", ".join(f"mnist/{f}" for f in ALL_FILES))
         builder.download_and_prepare()
     source = builder.as_data_source(split=split)
+    local_files.require_examples(len(source), "mnist", split, "tfds")
     examples = [source[i] for i in range(len(source))]
     images = np.stack([np.asarray(e["image"], np.uint8) for e in examples])
     labels = np.asarray([e["label"] for e in examples], np.int32)

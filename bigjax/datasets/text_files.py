@@ -21,6 +21,10 @@ from bigjax.datasets.array_dataset import ArrayDataset
 AG_NEWS_CLASSES = ("World", "Sports", "Business", "Sci/Tech")
 OFFLINE_AG_NEWS_TEST_FRACTION = 0.2
 OFFLINE_SPLIT_SEED = 0
+IMDB_SPLITS = ("train", "test")
+SST2_FILES = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
+AG_NEWS_SPLITS = ("train", "test")
+AG_NEWS_COLUMNS = ("label", "title", "description")
 
 
 def _text_dataset(texts: list[str], labels, num_classes: int, name: str) -> ArrayDataset:
@@ -30,14 +34,23 @@ def _text_dataset(texts: list[str], labels, num_classes: int, name: str) -> Arra
 
 def load_imdb(split: str, data_dir: str | None) -> ArrayDataset:
     """IMDb movie reviews: 25k train / 25k test, label 1 = positive."""
-    if split not in ("train", "test"):
-        raise ValueError(f"imdb_reviews has splits 'train' and 'test', not {split!r}.")
+    local_files.check_split("imdb_reviews", split, IMDB_SPLITS)
     folder = local_files.local_folder("imdb", ["aclImdb_v1.tar.gz"], data_dir)
     if folder is None:
         return _from_tfds("imdb_reviews", split, "imdb/aclImdb_v1.tar.gz", ("text",), 2)
+    path = os.path.join(folder, "aclImdb_v1.tar.gz")
+    with local_files.reading(path):
+        texts, labels = _read_imdb_archive(path, split)
+    local_files.require_examples(len(labels), "imdb_reviews", split, path)
+    return _text_dataset(texts, labels, 2, "imdb_reviews")
+
+
+def _read_imdb_archive(path: str, split: str) -> tuple[list[str], list[int]]:
+    """The labeled reviews of `split` in the archive's (fixed) member order; a damaged
+    archive raises (never ends early)."""
     texts, labels = [], []
     prefix = f"aclImdb/{split}/"
-    with tarfile.open(os.path.join(folder, "aclImdb_v1.tar.gz"), "r:gz") as tar:
+    with tarfile.open(path, "r:gz") as tar:
         for member in tar:
             name = member.name
             if not (member.isfile() and name.startswith(prefix) and name.endswith(".txt")):
@@ -48,43 +61,65 @@ def load_imdb(split: str, data_dir: str | None) -> ArrayDataset:
             text = tar.extractfile(member).read().decode("utf-8")
             texts.append(text.replace("<br />", " "))
             labels.append(1 if polarity == "pos" else 0)
-    # The archive's member order is fixed, so the example order is too.
-    return _text_dataset(texts, labels, 2, "imdb_reviews")
+        _check_tar_end(tar, path)
+    return texts, labels
+
+
+def _check_tar_end(tar: tarfile.TarFile, path: str) -> None:
+    """tarfile's iteration stops quietly at a garbled header: reads the rest of the archive
+    (its gzip trailer's CRC then catches a corrupt stream) and refuses data after the stop
+    (a legitimate end is followed by zero blocks only)."""
+    while chunk := tar.fileobj.read(1 << 20):
+        if chunk.count(0) != len(chunk):
+            raise ValueError(local_files.damaged_message(
+                path, f"the tar header at byte {tar.offset} is garbled; the members after it "
+                      "cannot be read"))
 
 
 def load_sst2(split: str, data_dir: str | None) -> ArrayDataset:
     """SST-2 sentences: train 67,349, validation (dev) 872; label 1 = positive."""
-    files = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
-    if split not in files:
-        raise ValueError(f"glue/sst2 has splits {sorted(files)}, not {split!r}.")
-    folder = local_files.local_folder("sst2", [files[split]], data_dir)
+    local_files.check_split("glue/sst2", split, list(SST2_FILES))
+    folder = local_files.local_folder("sst2", [SST2_FILES[split]], data_dir)
     if folder is None:
-        return _from_tfds("glue/sst2", split, f"sst2/{files[split]}", ("sentence",), 2)
-    texts, labels = [], []
-    with open(os.path.join(folder, files[split]), newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader)
-        if len(header) != 2 or header[0] != "label":
-            raise ValueError(f"{folder}/{files[split]}: expected a header label<TAB>sentence.")
-        for row in reader:
-            labels.append(int(row[0]))
-            texts.append(row[1])
+        return _from_tfds("glue/sst2", split, f"sst2/{SST2_FILES[split]}", ("sentence",), 2)
+    path = os.path.join(folder, SST2_FILES[split])
+    with local_files.reading(path):
+        texts, labels = _read_sst2(path)
+    local_files.require_examples(len(labels), "glue/sst2", split, path)
     return _text_dataset(texts, labels, 2, "glue/sst2")
+
+
+def _read_sst2(path: str) -> tuple[list[str], list[int]]:
+    """The rows of an SST-2 file: a header `label<TAB>sentence`, then one row per line."""
+    texts, labels = [], []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        if header is None or len(header) != 2 or header[0] != "label":
+            found = "no lines" if header is None else f"first line {header!r}"
+            raise ValueError(local_files.damaged_message(
+                path, f"{found}, expected the header label<TAB>sentence"))
+        for row in reader:
+            if len(row) != 2:
+                raise ValueError(local_files.damaged_message(
+                    path, f"line {reader.line_num} has {len(row)} field(s), expected "
+                          "label<TAB>sentence"))
+            labels.append(_label(path, reader.line_num, row[0]))
+            texts.append(row[1])
+    return texts, labels
 
 
 def load_ag_news(split: str, data_dir: str | None) -> ArrayDataset:
     """AG News topics (4 classes, "title. description"); see the module docstring offline."""
-    if split not in ("train", "test"):
-        raise ValueError(f"ag_news_subset has splits 'train' and 'test', not {split!r}.")
+    local_files.check_split("ag_news_subset", split, AG_NEWS_SPLITS)
     folder = local_files.local_folder("ag_news", ["test.csv"], data_dir)
     if folder is None:
         return _from_tfds("ag_news_subset", split, "ag_news/test.csv",
                           ("title", "description"), 4)
-    texts, labels = [], []
-    with open(os.path.join(folder, "test.csv"), newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            texts.append(f"{row['title']}. {row['description']}".replace("\\", " "))
-            labels.append(int(row["label"]) - 1)  # the CSV numbers classes 1..4
+    path = os.path.join(folder, "test.csv")
+    with local_files.reading(path):
+        texts, labels = _read_ag_news(path)
+    local_files.require_examples(len(labels), "ag_news_subset", split, path)
     from sklearn.model_selection import train_test_split
 
     train_idx, test_idx = train_test_split(
@@ -92,6 +127,34 @@ def load_ag_news(split: str, data_dir: str | None) -> ArrayDataset:
         random_state=OFFLINE_SPLIT_SEED, stratify=labels)
     idx = np.sort(train_idx if split == "train" else test_idx)
     return _text_dataset([texts[i] for i in idx], np.asarray(labels)[idx], 4, "ag_news_subset")
+
+
+def _read_ag_news(path: str) -> tuple[list[str], list[int]]:
+    """Texts "title. description" and 0-based labels of an AG News CSV (classes 1..4)."""
+    texts, labels = [], []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, strict=True)  # strict: a cut-off quoted field raises
+        if not set(AG_NEWS_COLUMNS) <= set(reader.fieldnames or ()):
+            raise ValueError(local_files.damaged_message(
+                path, f"header {reader.fieldnames!r}, expected {','.join(AG_NEWS_COLUMNS)}"))
+        for row in reader:
+            if None in row or None in row.values():
+                found = sum(row[c] is not None for c in reader.fieldnames) + len(row.get(None, ()))
+                raise ValueError(local_files.damaged_message(
+                    path, f"line {reader.line_num} has {found} field(s) where the header has "
+                          f"{len(reader.fieldnames)}"))
+            texts.append(f"{row['title']}. {row['description']}".replace("\\", " "))
+            labels.append(_label(path, reader.line_num, row["label"]) - 1)
+    return texts, labels
+
+
+def _label(path: str, line: int, value: str) -> int:
+    """`value` as an int; a ValueError naming the file and line when it is not one."""
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(local_files.damaged_message(
+            path, f"line {line}: label {value!r} is not a whole number")) from None
 
 
 def _from_tfds(name: str, split: str, offline_file: str, text_keys: tuple[str, ...],
@@ -103,6 +166,7 @@ def _from_tfds(name: str, split: str, offline_file: str, text_keys: tuple[str, .
         local_files.require_network(name, offline_file)
         builder.download_and_prepare()
     source = builder.as_data_source(split=split)
+    local_files.require_examples(len(source), name, split, "tfds")
     texts, labels = [], []
     for i in range(len(source)):
         example = source[i]

@@ -61,6 +61,23 @@ def _cache_key(data: ArrayDataset, tokenizer_config, vocab_path: str) -> str:
     return digest.hexdigest()[:24]
 
 
+def _load_cached(path: str, num_texts: int) -> np.ndarray | None:
+    """The cached ids at `path`, or None when there are none or the file is damaged (then
+    they are tokenized again and the file rewritten; a warning names it)."""
+    if not os.path.exists(path):
+        return None
+    try:
+        ids = np.load(path)
+    except (OSError, ValueError, EOFError) as err:
+        log.warning("Tokenized cache %s is damaged (%s); tokenizing again.", path, err)
+        return None
+    if ids.ndim != 2 or len(ids) != num_texts:
+        log.warning("Tokenized cache %s holds ids %s for %d texts; tokenizing again.",
+                    path, ids.shape, num_texts)
+        return None
+    return ids
+
+
 def tokenize(data: ArrayDataset, tokenizer_config: ml_collections.ConfigDict,
              chunk: int = 4096, tokenizer: WordPieceTokenizer | None = None) -> ArrayDataset:
     """Token ids for every text of `data` (from the cache when it has them). `tokenizer`:
@@ -68,9 +85,8 @@ def tokenize(data: ArrayDataset, tokenizer_config: ml_collections.ConfigDict,
     path_vocab = vocab_file(tokenizer_config.vocab)
     key = _cache_key(data, tokenizer_config, path_vocab)
     path = os.path.join(cache_dir(), "tokenized", f"{key}.npy")
-    if os.path.exists(path):
-        ids = np.load(path)
-    else:
+    ids = _load_cached(path, len(data))
+    if ids is None:
         tokenizer = tokenizer or make_tokenizer(tokenizer_config)
         texts = list(data.features["text"])
         ids = np.concatenate([tokenizer.encode(texts[i:i + chunk])["input_ids"]

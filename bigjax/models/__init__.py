@@ -6,37 +6,35 @@ rngs={"dropout": key})`, and returns `(out, aux)`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import flax.linen as nn
-import jax.numpy as jnp
 import ml_collections
 
 from bigjax.models.bert import BertForMaskedLM, BertForSequenceClassification
 from bigjax.models.cnn import CNN
+from bigjax.models.config_fields import DTYPES, model_keys
 from bigjax.models.mlp import MLP
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+# `config.model.name` -> the module class; its dataclass fields are the config keys.
+MODELS: dict[str, type[nn.Module]] = {
+    "mlp": MLP, "cnn": CNN, "bert_classifier": BertForSequenceClassification,
+    "bert_mlm": BertForMaskedLM}
 
-
-def _constructors() -> dict[str, Callable[..., nn.Module]]:
-    return {"mlp": MLP, "cnn": CNN, "bert_classifier": BertForSequenceClassification,
-            "bert_mlm": BertForMaskedLM}
+__all__ = ["MODELS", "build", "model_keys"]
 
 
 def build(model_config: ml_collections.ConfigDict) -> nn.Module:
     """`model_config.name` picks the class; the other fields are its constructor arguments."""
     kwargs = dict(model_config)
     name = kwargs.pop("name")
-    constructors = _constructors()
+    constructors = MODELS
     if name not in constructors:
         raise ValueError(f"Unknown model {name!r}; known: {sorted(constructors)}.")
     for key in ("dtype", "param_dtype"):
         if key in kwargs:
-            if kwargs[key] not in _DTYPES:
+            if kwargs[key] not in DTYPES:
                 raise ValueError(f"config.model.{key}={kwargs[key]!r}; choose from "
-                                 f"{sorted(_DTYPES)}.")
-            kwargs[key] = _DTYPES[kwargs[key]]
+                                 f"{sorted(DTYPES)}.")
+            kwargs[key] = DTYPES[kwargs[key]]
     for key, value in kwargs.items():
         if isinstance(value, list):
             kwargs[key] = tuple(value)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -87,9 +87,28 @@ def bert_config(variant: str, **overrides: Any) -> dict[str, Any]:
 class _BertFields(nn.Module):
     """Fields shared by the BERT models. Size fields left ``None`` come from ``variant``.
 
-    ``vocab_multiple`` pads the vocab dim of the word embeddings and the MLM bias/logits
-    to a multiple of it (see the module docstring); 1 = no padding.
+    Attributes:
+      variant: named size (see ``VARIANTS``) that the size fields left None come from.
+      vocab_size: word-piece vocabulary size (None: the variant's).
+      max_len: number of learned positions, the longest input (None: the variant's).
+      type_vocab_size: number of token types (segments) (None: the variant's).
+      num_layers: transformer layers (None: the variant's).
+      hidden: width of the residual stream (None: the variant's).
+      heads: attention heads; must divide ``hidden`` (None: the variant's).
+      mlp_dim: hidden width of each MLP block (None: the variant's).
+      dropout_rate: dropout on embeddings and residual branches (None: the variant's).
+      attention_dropout_rate: dropout on attention probabilities (None: the variant's).
+      layer_norm_eps: LayerNorm epsilon (None: the variant's).
+      pad_id: token id of padding (masked out of attention).
+      vocab_multiple: pads the vocab dim of the word embeddings and the MLM bias/logits
+        to a multiple of it (see the module docstring); 1 = no padding.
+      dtype: compute dtype of the activations.
+      param_dtype: dtype of the params.
+      scan_layers: one ``nn.scan`` over the layers (faster compiles, stacked params).
+      remat: recompute each layer's activations in the backward pass (less memory).
     """
+
+    CONFIG_CHOICES: ClassVar[dict] = {"variant": tuple(VARIANTS)}
 
     variant: str = "base"
     vocab_size: int | None = None
@@ -112,6 +131,10 @@ class _BertFields(nn.Module):
     def config(self) -> dict[str, Any]:
         """The resolved size config (variant + overrides)."""
         return bert_config(self.variant, **{k: getattr(self, k) for k in CONFIG_KEYS})
+
+    def max_length(self) -> int:
+        """The longest input, in tokens: the number of learned positions."""
+        return self.config()["max_len"]
 
     def encoder_fields(self) -> dict[str, Any]:
         """This module's ``_BertFields`` values, to build a ``BertEncoder`` child."""
@@ -225,6 +248,8 @@ class MlmHead(nn.Module):
 class BertForMaskedLM(_BertFields):
     """BERT with the MLM head. Params: ``bert``, ``mlm_head``."""
 
+    HEAD_MODULES: ClassVar[tuple[str, ...]] = ("mlm_head",)  # may be new under init_from
+
     @nn.compact
     def __call__(
         self,
@@ -261,7 +286,12 @@ class BertForSequenceClassification(_BertFields):
     """BERT + pooler (dense+tanh on [CLS]) + dropout + classifier.
 
     Params: ``bert``, ``pooler`` kernel [embed, embed] (axes embed, mlp), ``classifier``.
+
+    Attributes:
+      num_classes: width of the classifier.
     """
+
+    HEAD_MODULES: ClassVar[tuple[str, ...]] = ("pooler", "classifier")  # new under init_from
 
     num_classes: int = dataclasses.field(kw_only=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -51,6 +52,9 @@ class CNN(nn.Module):
         averages (momentum 0.9) live in the `batch_stats` collection and are used when
         not `train`. Apply with `mutable=["batch_stats"]` in training.
     """
+
+    CONFIG_CHOICES: ClassVar[dict] = {"padding": ("VALID", "SAME"), "norm": NORMS}
+    HEAD_MODULES: ClassVar[tuple[str, ...]] = ("head",)  # may be new under init_from
 
     num_classes: int
     conv_features: Sequence[int] = (32,)

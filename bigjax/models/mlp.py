@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -21,6 +22,8 @@ class MLP(nn.Module):
       dtype: compute dtype of the activations (the logits are cast to float32).
       param_dtype: dtype of the params (float32 for mixed precision with bfloat16 `dtype`).
     """
+
+    HEAD_MODULES: ClassVar[tuple[str, ...]] = ("head",)  # may be new under init_from
 
     num_classes: int
     hidden: Sequence[int] = (128, 64)
