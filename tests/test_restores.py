@@ -154,6 +154,26 @@ def test_init_from_a_batch_norm_run_loads_its_statistics(digits_run):
     assert not np.array_equal(mean, fresh.model_state["batch_stats"]["conv_norm_0"]["mean"])
 
 
+def test_init_from_with_another_body_is_refused_unless_partial(digits_run):
+    from bigjax import train
+
+    workdir, config, _ = digits_run
+    config = config_cli.apply_overrides(config, [("model.conv_features", "(32, 16)"),
+                                                 ("model.num_classes", "10")])
+    exp = train.build_experiment(config)
+    fresh = init_state(exp.init_fn, 1, exp.state_shardings, exp.rules)
+    with pytest.raises(ValueError, match=r"does not match the model's body: \d+ params outside "
+                                         r"the heads \(head\) .*conv_1/kernel \(shape"):
+        train.load_init_from(exp, fresh, workdir)
+    exp = train.build_experiment(config_cli.apply_overrides(config,
+                                                            [("init_from_partial", "true")]))
+    state = train.load_init_from(exp, fresh, workdir)  # conv_0 loaded, conv_1 fresh
+    saved = checkpoint.read_state_to_host(workdir, 20)["params"]
+    np.testing.assert_array_equal(state.params["conv_0"]["kernel"], saved["conv_0"]["kernel"])
+    np.testing.assert_array_equal(state.params["conv_1"]["kernel"],
+                                  fresh.params["conv_1"]["kernel"])
+
+
 def test_a_larger_padded_source_table_gives_its_real_rows():
     fresh = {"emb": jnp.zeros((8, 3))}
     specs = {"emb": jax.sharding.PartitionSpec("vocab", "embed")}
