@@ -194,7 +194,7 @@ def run_case(case: Case, run: str) -> dict:
         proc = _cli(case.module, args)
         after = _fingerprint(watched)
     lines = proc.stderr.strip().splitlines()
-    shown = lines[-1] if lines else ""
+    shown = (lines[-1] if lines else "").replace(run, "<run>").replace(tmp, "<tmp>")
     problems = []
     if proc.returncode != case.code:
         problems.append(f"exit {proc.returncode}, expected {case.code}")
