@@ -66,6 +66,30 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self._manager.all_steps())
 
+    def set_aside_newer_than(self, step: int) -> list[str]:
+        """Renames every complete checkpoint newer than `step` (the one a run resumes from)
+        to `<n>.superseded` (`<n>.superseded.2`, ... if taken): kept, never deleted, but no
+        longer listed, so the resumed run writes its own checkpoints there and `keep` never
+        deletes `step` or a just-saved one in favour of the abandoned ones. Returns the
+        new folder names."""
+        newer = [s for s in self.all_steps() if s > step]
+        moved = []
+        if newer and jax.process_index() == 0:
+            for s in newer:
+                target, n = os.path.join(self.directory, f"{s}.superseded"), 1
+                while os.path.exists(target):
+                    n += 1
+                    target = os.path.join(self.directory, f"{s}.superseded.{n}")
+                os.rename(os.path.join(self.directory, str(s)), target)
+                moved.append(os.path.basename(target))
+        if newer and jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("bigjax_set_aside_checkpoints")
+        if newer:
+            self._manager.reload()
+        return moved
+
     def save(self, step: int, state, data_position: dict) -> None:
         """Starts writing checkpoint `step` (returns before the files are done)."""
         if step in self._manager.all_steps():

@@ -155,8 +155,10 @@ def restore_or_init(exp: Experiment, checkpointer: Checkpointer,
     step, (state, data_position) = checkpointer.restore_first_good(
         lambda s: checkpointer.restore(s, exp.abstract_state), step)
     if step != newest:
+        moved = checkpointer.set_aside_newer_than(step)
         log.warning("RESUMING FROM CHECKPOINT %d, not the newest (%d): the steps after it are "
-                    "trained again.", step, newest)
+                    "trained again. The newer checkpoints are kept aside, not deleted: %s.",
+                    step, newest, ", ".join(f"checkpoints/{m}" for m in moved) or "none")
     next_batch = exp.train_batches.check_position(data_position)
     log.info("Resumed from checkpoint %d (next batch %d).", step, next_batch)
     return state, next_batch, list(data_position.get(PENDING_EVALS, []))

@@ -4,6 +4,7 @@ other; `bigjax.evaluate` never reads the train split."""
 
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -152,6 +153,19 @@ def test_init_from_a_batch_norm_run_loads_its_statistics(digits_run):
     mean = state.model_state["batch_stats"]["conv_norm_0"]["mean"]
     np.testing.assert_array_equal(mean, saved["batch_stats"]["conv_norm_0"]["mean"])
     assert not np.array_equal(mean, fresh.model_state["batch_stats"]["conv_norm_0"]["mean"])
+
+
+def test_resuming_an_older_checkpoint_sets_the_newer_ones_aside(digits_run, tmp_path):
+    workdir, config, _ = digits_run
+    copy = str(tmp_path / "run")
+    shutil.copytree(workdir, copy)
+    train_and_evaluate(config, copy, step=10)  # e.g. to redo the steps after 10
+    names = sorted(os.listdir(os.path.join(copy, "checkpoints")))
+    assert names == ["10", "20", "20.superseded"]  # kept, not deleted; 20 written anew
+    again = checkpoint.read_state_to_host(copy, 20)["params"]
+    before = checkpoint.read_state_to_host(workdir, 20)["params"]
+    for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(before), strict=True):
+        np.testing.assert_array_equal(a, b)  # the same trajectory, now saved by this run
 
 
 def test_init_from_with_another_body_is_refused_unless_partial(digits_run):
