@@ -1,6 +1,7 @@
 """Train-step speed of MLM pretraining with and without `pp.max_predictions`.
 
     python scripts/bench_mlm_head.py [--steps 20] [--repeats 3]
+    python scripts/bench_mlm_head.py --smoke    # seconds: checks the script runs (CI)
 
 Builds configs/mlm_bert.py's model, masking, task and optimizer (the tiny BERT,
 batch 64 x 128 tokens, WordPiece vocab of 30,522) and times bigjax's compiled
@@ -8,7 +9,9 @@ train step on random token ids (speed does not depend on the values; no data
 is read), once with the config's `max_predictions` (the MLM head computes
 vocabulary logits at the picked positions only) and once with None (logits at
 every position, as before). Rounds are interleaved and each reports its best;
-prints steps/s and the ratio.
+prints steps/s and the ratio. `--smoke` times 2 steps, one round, of the config's
+`runlocal` variant (batch 16 x 32 tokens, `max_predictions` 10): it only shows that
+the script runs, its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ from bigjax.datasets import tokenized
 from bigjax.train_state import abstract_state, init_state, make_init_fn
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(REPO, "configs", "mlm_bert.py")
+SMOKE = dict(steps=2, repeats=1, config=f"{CONFIG}:runlocal")
 
 
-def build_step(max_predictions: int | None):
-    """(train_step, state, batches) for configs/mlm_bert.py with this cap."""
-    config = config_cli.load_config_file(os.path.join(REPO, "configs", "mlm_bert.py"))
+def build_step(max_predictions: int | None, config_spec: str = CONFIG):
+    """(train_step, state, batches) for the config `config_spec` (configs/mlm_bert.py)
+    with this cap."""
+    config = config_cli.load_config_file(config_spec)
     config.pp.max_predictions = max_predictions
     config.optim.warmup_steps, config.optim.warmup_epochs = 100, None
     mesh = sharding.make_mesh(config.mesh)
@@ -62,15 +68,24 @@ def steps_per_sec(step_fn, state, batches, steps: int):
     return steps / (time.perf_counter() - start), state
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; `--smoke` replaces steps, rounds and config by tiny ones."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    default = config_cli.load_config_file(
-        os.path.join(REPO, "configs", "mlm_bert.py")).pp.max_predictions
-    runs = {f"max_predictions={default}": build_step(default),
-            "every position": build_step(None)}
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds-long check that the script runs (2 steps, 1 round, "
+                        "the config's runlocal variant); the numbers mean nothing")
+    args = parser.parse_args(argv)
+    vars(args).update(SMOKE if args.smoke else dict(config=CONFIG))
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    default = config_cli.load_config_file(args.config).pp.max_predictions
+    runs = {f"max_predictions={default}": build_step(default, args.config),
+            "every position": build_step(None, args.config)}
     best = dict.fromkeys(runs, 0.0)
     for _ in range(args.repeats):
         for name, (step_fn, state, batches) in runs.items():

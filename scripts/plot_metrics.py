@@ -2,6 +2,10 @@
 
     python scripts/plot_metrics.py --out experiments/mnist/curves.png \
         workdirs/mnist_mlp workdirs/mnist_mlp_tuned ...
+
+Seconds-long as it is (no `--smoke` needed). A workdir without `metrics.jsonl` is an
+error; a metric a workdir never logged (e.g. `eval/accuracy` of a run with named
+evaluators, which logs `eval/<name>/accuracy`) is a warning naming the keys it has.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 import matplotlib
 
@@ -17,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def read_metrics(workdir: str) -> list[dict]:
+    """The rows of `workdir/metrics.jsonl`, one dict per line."""
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         return [json.loads(line) for line in f if line.strip()]
 
@@ -28,16 +34,30 @@ def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
     return steps, [points[s] for s in steps]
 
 
+def warn_if_missing(workdir: str, rows: list[dict], key: str) -> None:
+    """Warns on stderr when `workdir` never logged `key` (its curve would be empty)."""
+    if not any(key in r for r in rows):
+        logged = sorted({k for r in rows for k in r} - {"step"})
+        print(f"warning: {workdir} logged no {key!r}; its keys: {', '.join(logged) or 'none'}",
+              file=sys.stderr)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("workdirs", nargs="+")
     parser.add_argument("--out", required=True)
     parser.add_argument("--metric", default="eval/accuracy")
     args = parser.parse_args()
+    missing = [w for w in args.workdirs if not os.path.isfile(os.path.join(w, "metrics.jsonl"))]
+    if missing:
+        parser.error(f"no metrics.jsonl in {', '.join(missing)} (a bigjax.main workdir?)")
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(12, 4.5))
     for workdir in args.workdirs:
         rows = read_metrics(workdir)
         label = os.path.basename(os.path.normpath(workdir))
+        for key in ("train/loss", args.metric):
+            warn_if_missing(workdir, rows, key)
         ax_loss.plot(*series(rows, "train/loss"), label=label)
         ax_metric.plot(*series(rows, args.metric), marker="o", label=label)
     ax_loss.set(xlabel="step", ylabel="train loss", yscale="log", title="train loss")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.datasets import load_digits
 
 from bigjax.datasets import local_files
 from bigjax.datasets.array_dataset import ArrayDataset
@@ -18,6 +17,7 @@ def load(split: str) -> ArrayDataset:
     Images are rescaled from the set's 0..16 gray levels to uint8 0..255:
     `image: uint8 [n, 8, 8, 1]`, `label: int32 [n]`.
     """
+    from sklearn.datasets import load_digits  # here: importing sklearn takes ~1 s
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
