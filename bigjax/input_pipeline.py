@@ -93,9 +93,23 @@ class TrainBatches:
     def __getitem__(self, batch_index: int) -> dict[str, np.ndarray]:
         return self.data.take(self.global_indices(batch_index)[self._rows])
 
-    def iterate(self, start: int, stop: int, prefetch: int = 2) -> Iterator[dict[str, np.ndarray]]:
-        """Batches `start, ..., stop - 1`, read ahead on a background thread."""
-        ds = grain.MapDataset.range(start, stop).map(self.__getitem__)
+    def chunk(self, first: int, count: int) -> dict[str, np.ndarray]:
+        """Batches `first, ..., first + count - 1` stacked, `[count, rows, ...]`: one gather
+        of all their rows (what a train-step call of `count` steps takes)."""
+        rows = np.concatenate([self.global_indices(first + j)[self._rows] for j in range(count)])
+        flat = self.data.take(rows)
+        return {k: v.reshape(count, -1, *v.shape[1:]) for k, v in flat.items()}
+
+    def iterate(self, start: int, stop: int, prefetch: int = 2, per_call: int = 1
+                ) -> Iterator[dict[str, np.ndarray]]:
+        """Batches `start, ..., stop - 1`, read ahead on a background thread; with
+        `per_call` > 1, `(stop - start) / per_call` chunks of `per_call` stacked batches
+        (`chunk`), so the train loop gathers and places each call's data once."""
+        if per_call == 1:
+            ds = grain.MapDataset.range(start, stop).map(self.__getitem__)
+        else:
+            ds = grain.MapDataset.range(start, stop, per_call).map(
+                lambda first: self.chunk(first, per_call))
         options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch)
         return iter(ds.to_iter_dataset(options))
 

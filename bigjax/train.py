@@ -273,7 +273,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     train_step = make_train_step(exp, per_call)
     progress = Progress(exp.total_steps, config.batch_size, step)
     preemption = PreemptionCheck()
-    batches = exp.train_batches.iterate(step, exp.total_steps)
+    batches = exp.train_batches.iterate(step, exp.total_steps, per_call=per_call)
     pending: list = []  # (first step, device metrics) not yet fetched
     unlogged: list = []  # fetched values since the last written row
     divergence = config.divergence_factor
@@ -352,12 +352,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 run_evals(step, skipped)
             while step < exp.total_steps and not stop:
                 k = per_call
-                if k == 1:
-                    batch = sharding.put_batch(next(batches), exp.mesh)
-                else:
-                    chunk = [next(batches) for _ in range(k)]
-                    stacked = {key: np.stack([b[key] for b in chunk]) for key in chunk[0]}
-                    batch = sharding.put_batch(stacked, exp.mesh, leading_axes=1)
+                batch = sharding.put_batch(next(batches), exp.mesh, leading_axes=int(k > 1))
                 state, metrics = train_step(state, batch)
                 pending.append((step, metrics))
                 step += k

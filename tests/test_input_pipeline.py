@@ -46,6 +46,16 @@ def test_resuming_mid_stream_replays_the_same_batches():
         np.testing.assert_array_equal(x, y)
 
 
+def test_chunks_stack_the_batches_of_one_call():
+    batches = input_pipeline.TrainBatches(_data(), 8, seed=3)
+    single = list(batches.iterate(3, 15))
+    chunks = list(batches.iterate(3, 15, per_call=4))
+    assert len(chunks) == 3 and chunks[0]["image"].shape == (4, 8, 1)
+    for key in ("image", "label"):
+        np.testing.assert_array_equal(np.concatenate([c[key] for c in chunks]),
+                                      np.stack([b[key] for b in single]))
+
+
 def test_processes_split_each_global_batch(monkeypatch):
     data = _data()
     whole = input_pipeline.TrainBatches(data, 8, seed=0)[4]["image"]
