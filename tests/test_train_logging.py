@@ -28,3 +28,12 @@ def test_rows_average_every_step_since_the_last_row(tmp_path):
     assert sorted(four) == [4, 8]
     np.testing.assert_allclose(four[4], np.mean([every[s] for s in (1, 2, 3, 4)]), rtol=1e-6)
     np.testing.assert_allclose(four[8], np.mean([every[s] for s in (5, 6, 7, 8)]), rtol=1e-6)
+
+
+def test_several_steps_per_call_train_the_same_steps(tmp_path):
+    one = _train_losses(tmp_path / "one", ("log_every_steps", "1"))
+    four = _train_losses(tmp_path / "four", ("log_every_steps", "1"), ("steps_per_call", "4"))
+    assert sorted(four) == [4, 8]  # a row per call: the mean of its 4 steps
+    for end in (4, 8):
+        np.testing.assert_allclose(four[end], np.mean([one[s] for s in range(end - 3, end + 1)]),
+                                   rtol=1e-5)
