@@ -26,9 +26,8 @@ def build(model_config: ml_collections.ConfigDict) -> nn.Module:
     """`model_config.name` picks the class; the other fields are its constructor arguments."""
     kwargs = dict(model_config)
     name = kwargs.pop("name")
-    constructors = MODELS
-    if name not in constructors:
-        raise ValueError(f"Unknown model {name!r}; known: {sorted(constructors)}.")
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; known: {sorted(MODELS)}.")
     for key in ("dtype", "param_dtype"):
         if key in kwargs:
             if kwargs[key] not in DTYPES:
@@ -39,6 +38,6 @@ def build(model_config: ml_collections.ConfigDict) -> nn.Module:
         if isinstance(value, list):
             kwargs[key] = tuple(value)
     try:
-        return constructors[name](**kwargs)
+        return MODELS[name](**kwargs)
     except TypeError as err:
         raise ValueError(f"config.model does not fit model {name!r}: {err}") from None
