@@ -122,8 +122,31 @@ def cnn_fsdp() -> dict:
             "head": str(p["head"]["kernel"].sharding.spec)}
 
 
+def sharded_dropout() -> dict:
+    """bigjax's Dropout on an input split over 8 devices: the same output as unsharded."""
+    import flax.linen as nn
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from bigjax.models.layers.dropout import Dropout
+
+    x = np.random.default_rng(0).normal(size=(8, 4, 16, 16)).astype(np.float32)
+    rngs = {"dropout": jax.random.key(3)}
+
+    def apply(module, inputs):
+        return module.apply({}, inputs, deterministic=False, rngs=rngs)
+
+    mesh = jax.make_mesh((8,), ("data",))
+    split = jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
+    sharded = jax.jit(apply, static_argnums=0)(Dropout(0.1), split)
+    whole = jax.jit(apply, static_argnums=0)(Dropout(0.1), x)
+    reference = jax.jit(apply, static_argnums=0)(nn.Dropout(0.1), x)
+    return {"shards": len(sharded.sharding.device_set),
+            "equal_to_unsharded": bool(np.array_equal(np.asarray(sharded), np.asarray(whole))),
+            "equal_to_flax": bool(np.array_equal(np.asarray(sharded), np.asarray(reference)))}
+
+
 CHECKS = {f.__name__: f for f in (constraints, layout_after_steps, fsdp_bytes, tensor_fallback,
-                                  accumulation, cnn_fsdp)}
+                                  accumulation, cnn_fsdp, sharded_dropout)}
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)

@@ -107,3 +107,8 @@ def test_imdb_bert_with_tensor_parallelism_matches_data_parallelism(tmp_path, re
     assert tensor["confusion_matrix"] == data["confusion_matrix"]
 
 
+
+
+def test_dropout_masks_do_not_depend_on_the_sharding(probe):
+    assert probe["sharded_dropout"] == {"shards": 8, "equal_to_unsharded": True,
+                                        "equal_to_flax": True}

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 
 from bigjax.models.layers import axes
 from bigjax.models.layers.attention import padding_mask
+from bigjax.models.layers.dropout import Dropout
 from bigjax.models.layers.embeddings import TextEmbeddings, padded_vocab_size
 from bigjax.models.layers.encoder import TransformerStack
 from bigjax.models.layers.mlp_block import gelu
@@ -319,7 +320,7 @@ class BertForSequenceClassification(_BertFields):
             name="pooler",
         )(hidden[:, 0])
         pooled = jnp.tanh(pooled)
-        x = nn.Dropout(c["dropout_rate"])(pooled, deterministic=not train)
+        x = Dropout(c["dropout_rate"])(pooled, deterministic=not train)
         logits = nn.Dense(
             self.num_classes,
             dtype=self.dtype,

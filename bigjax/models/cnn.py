@@ -8,6 +8,8 @@ from typing import ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
+from bigjax.models.layers.dropout import Dropout
+
 
 def max_pool_blocks(x: jnp.ndarray, size: int) -> jnp.ndarray:
     """Max over non-overlapping `size x size` blocks (window = stride, VALID: a remainder
@@ -97,7 +99,7 @@ class CNN(nn.Module):
             x = nn.Dense(width, dtype=self.dtype, param_dtype=self.param_dtype,
                          name=f"dense_{i}")(x)
             x = nn.relu(self._norm(x, f"dense_norm_{i}", train))
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            x = Dropout(self.dropout_rate, deterministic=not train)(x)
         logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
                           name="head")(x)
         return logits.astype(jnp.float32), {"pre_logits": x}

@@ -8,6 +8,8 @@ from typing import ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
+from bigjax.models.layers.dropout import Dropout
+
 
 class MLP(nn.Module):
     """Flatten -> [Dense -> ReLU -> Dropout] * len(hidden) -> Dense(num_classes).
@@ -39,7 +41,7 @@ class MLP(nn.Module):
             x = nn.Dense(width, dtype=self.dtype, param_dtype=self.param_dtype,
                          name=f"dense_{i}")(x)
             x = nn.relu(x)
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            x = Dropout(self.dropout_rate, deterministic=not train)(x)
         logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
                           name="head")(x)
         return logits.astype(jnp.float32), {"pre_logits": x}

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from bigjax.models.layers import axes
+from bigjax.models.layers.dropout import Dropout
 
 Initializer = Callable[..., jax.Array]
 
@@ -145,7 +146,7 @@ class MultiHeadAttention(nn.Module):
         if mask is not None:
             logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-        probs = nn.Dropout(self.dropout_rate)(probs, deterministic=not train)
+        probs = Dropout(self.dropout_rate)(probs, deterministic=not train)
         out = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
         out = nn.with_logical_constraint(out, head_axes)
 

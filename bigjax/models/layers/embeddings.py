@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from bigjax.models.layers import axes
+from bigjax.models.layers.dropout import Dropout
 from bigjax.models.layers.norm import layer_norm
 
 
@@ -101,7 +102,7 @@ class TextEmbeddings(nn.Module):
                 param_dtype=self.param_dtype,
                 name="norm",
             )
-        self.dropout = nn.Dropout(self.dropout_rate)
+        self.dropout = Dropout(self.dropout_rate)
 
     def __call__(
         self,

@@ -21,6 +21,7 @@ import numpy as np
 
 from bigjax.models.layers import axes
 from bigjax.models.layers.attention import MultiHeadAttention
+from bigjax.models.layers.dropout import Dropout
 from bigjax.models.layers.mlp_block import MlpBlock
 from bigjax.models.layers.norm import layer_norm
 
@@ -92,8 +93,8 @@ class TransformerBlock(nn.Module):
         def sublayer(x: jax.Array, f, name: str) -> jax.Array:
             if self.pre_norm:
                 y = f(norm(name + "_norm")(x))
-                return x + nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
-            y = nn.Dropout(self.dropout_rate)(f(x), deterministic=deterministic)
+                return x + Dropout(self.dropout_rate)(y, deterministic=deterministic)
+            y = Dropout(self.dropout_rate)(f(x), deterministic=deterministic)
             return norm(name + "_norm")(x + y)
 
         def attention(name: str) -> MultiHeadAttention:

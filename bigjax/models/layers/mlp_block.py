@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from bigjax.models.layers import axes
+from bigjax.models.layers.dropout import Dropout
 
 
 def gelu(x: jax.Array) -> jax.Array:
@@ -52,7 +53,7 @@ class MlpBlock(nn.Module):
         )(x)
         h = self.activation(h)
         h = nn.with_logical_constraint(h, (axes.BATCH, axes.LENGTH, axes.MLP))
-        h = nn.Dropout(self.inner_dropout_rate)(h, deterministic=not train)
+        h = Dropout(self.inner_dropout_rate)(h, deterministic=not train)
         out = nn.Dense(
             embed,
             dtype=self.dtype,
