@@ -73,9 +73,9 @@ def op_times(trace_dir: str) -> dict[str, float]:
     return totals
 
 
-def profile(config, trace_dir: str, trace_steps: int = 1) -> dict:
+def profile(config, trace_dir: str, trace_steps: int = 1, top_n: int = 3) -> dict:
     """Step time (best of 2 after compiling) and op time per kind of `config`'s step
-    (summed over `trace_steps` traced steps)."""
+    (summed over `trace_steps` traced steps), with each kind's `top_n` largest source ops."""
     import jax
 
     from bigjax import sharding, train
@@ -107,7 +107,7 @@ def profile(config, trace_dir: str, trace_steps: int = 1) -> dict:
             top[kind][sources[name]] += micros / 1e3
     return {"step_s": min(times[1:]), "batch_size": config.batch_size,
             "op_ms": dict(kinds.most_common()),
-            "top": {k: v.most_common(3) for k, v in top.items()}}
+            "top": {k: v.most_common(top_n) for k, v in top.items()}}
 
 
 def markdown(result: dict) -> str:
@@ -116,6 +116,14 @@ def markdown(result: dict) -> str:
     for kind, ms in result["op_ms"].items():
         largest = result["top"][kind][0][0].rsplit("/", 3)[-3:]
         rows.append(f"| {kind} | {ms:,.1f} | {100 * ms / total:.1f}% | {'/'.join(largest)} |")
+    return "\n".join(rows)
+
+
+def top_ops(result: dict) -> str:
+    """The largest source ops of every kind, as a markdown table."""
+    rows = ["| kind | source op | op time (ms) |", "|---|---|---:|"]
+    for kind in result["op_ms"]:
+        rows += [f"| {kind} | {name} | {ms:,.1f} |" for name, ms in result["top"][kind]]
     return "\n".join(rows)
 
 
@@ -130,15 +138,20 @@ def main() -> int:
     parser.add_argument("--trace_dir", default=None, help="default: a temporary folder")
     parser.add_argument("--trace_steps", type=int, default=None,
                         help="steps traced (default 1; 5 with --smoke)")
+    parser.add_argument("--top", type=int, default=0,
+                        help="also list the N largest source ops of every kind")
     args = parser.parse_args(rest)
     spec = "configs/digits_cnn.py:runlocal" if args.smoke else args.config
     config = config_cli.apply_overrides(config_cli.load_config_file(os.path.join(REPO, spec)),
                                         overrides)
     trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="bigjax-profile-")
-    result = profile(config, trace_dir, args.trace_steps or (5 if args.smoke else 1))
+    result = profile(config, trace_dir, args.trace_steps or (5 if args.smoke else 1),
+                     max(args.top, 1))
     print(f"{spec}: step {result['step_s']:.3f} s at batch {result['batch_size']} "
           f"(trace in {trace_dir})")
     print(markdown(result))
+    if args.top:
+        print(top_ops(result))
     print(json.dumps({k: v for k, v in result.items() if k != "top"}))
     return 0
 

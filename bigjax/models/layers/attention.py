@@ -141,13 +141,17 @@ class MultiHeadAttention(nn.Module):
         k = nn.with_logical_constraint(proj("key")(context), head_axes)
         v = nn.with_logical_constraint(proj("value")(context), head_axes)
 
+        # Heads first, [batch, heads, length, head_dim]: both attention matmuls batch over
+        # the two leading axes, and XLA:CPU runs the attention's forward pass about 3x
+        # faster than with the heads axis in the middle (experiments/performance).
+        q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))
         q = q / jnp.sqrt(head_dim).astype(q.dtype)
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
-        if mask is not None:
-            logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+        logits = jnp.einsum("bhqd,bhkd->bhqk", q, k).astype(jnp.float32)
+        if mask is not None:  # an additive bias, broadcast like the mask: cheaper than a select
+            logits = logits + jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
         probs = Dropout(self.dropout_rate)(probs, deterministic=not train)
-        out = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+        out = jnp.einsum("bhqk,bhkd->bhqd", probs, v).transpose(0, 2, 1, 3)
         out = nn.with_logical_constraint(out, head_axes)
 
         out = Projection(
