@@ -19,8 +19,9 @@ sharded over the ``tensor`` mesh axis, and 30,522 does not divide by 4): the wor
 embeddings [padded, embed] and the MLM bias [padded] have
 ``padded = ceil(vocab_size / vocab_multiple) * vocab_multiple`` rows. The real rows
 are initialised exactly as in the unpadded model (same rng), the padding rows are
-zeros, and the MLM logits of the padding columns are ``PADDED_LOGIT`` (so they never
-win argmax, have zero softmax probability and get zero gradient). Token ids are in
+zeros, and the MLM logits of the padding columns are ``PADDED_LOGIT`` (give or take the
+decoder's dot product, which is tiny beside it), so they never win argmax, have zero
+softmax probability and get zero gradient. Token ids are in
 ``[0, vocab_size)``. ``vocab_multiple=1`` is the unpadded model.
 """
 
@@ -224,7 +225,8 @@ class MlmHead(nn.Module):
         embedding).
 
         Returns float32 logits [batch, length, padded vocab]; the columns ``>= vocab_size``
-        (the padding) are ``PADDED_LOGIT``, with zero gradient to the decoder and bias.
+        (the padding) are ``PADDED_LOGIT`` plus the decoder's (tiny) dot product, with zero
+        softmax probability and zero gradient to the decoder and bias.
         """
         h = nn.Dense(
             x.shape[-1],
@@ -239,10 +241,13 @@ class MlmHead(nn.Module):
         )(gelu(h))
         padded = padded_vocab_size(self.vocab_size, self.vocab_multiple)
         bias = self.param("bias", _partitioned_zeros((axes.VOCAB,)), (padded,), self.param_dtype)
-        logits = decode(h).astype(jnp.float32) + bias.astype(jnp.float32)
+        bias = bias.astype(jnp.float32)
         if padded != self.vocab_size:
+            # On the [padded] bias, not on the [batch, length, padded] logits: a select over
+            # the logits and its gradient cost half the all-positions MLM step on CPU.
             real = jnp.arange(padded) < self.vocab_size
-            logits = jnp.where(real, logits, jnp.float32(PADDED_LOGIT))
+            bias = jnp.where(real, bias, jnp.float32(PADDED_LOGIT))
+        logits = decode(h).astype(jnp.float32) + bias
         return nn.with_logical_constraint(logits, (axes.BATCH, axes.LENGTH, axes.VOCAB))
 
 
@@ -263,7 +268,7 @@ class BertForMaskedLM(_BertFields):
         """inputs: [batch, length] ids -> logits [batch, length, padded vocab] (float32), aux.
 
         padded vocab = ``padded_vocab_size(vocab_size, vocab_multiple)`` (= vocab_size when
-        ``vocab_multiple`` is 1); its padding columns are ``PADDED_LOGIT``. With
+        ``vocab_multiple`` is 1); its padding columns are about ``PADDED_LOGIT``. With
         ``masked_positions`` [batch, P] int, logits are [batch, P, padded vocab]: the
         head (and its vocabulary-sized matmul) runs at those positions only.
         """
