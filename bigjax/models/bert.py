@@ -42,6 +42,7 @@ from bigjax.models.layers.embeddings import TextEmbeddings, padded_vocab_size
 from bigjax.models.layers.encoder import TransformerStack
 from bigjax.models.layers.mlp_block import gelu
 from bigjax.models.layers.norm import layer_norm
+from bigjax.models.layers.wide_bias import add_wide_bias
 
 DEFAULTS: dict[str, Any] = dict(
     vocab_size=30522,
@@ -247,7 +248,7 @@ class MlmHead(nn.Module):
             # the logits and its gradient cost half the all-positions MLM step on CPU.
             real = jnp.arange(padded) < self.vocab_size
             bias = jnp.where(real, bias, jnp.float32(PADDED_LOGIT))
-        logits = decode(h).astype(jnp.float32) + bias
+        logits = add_wide_bias(decode(h).astype(jnp.float32), bias)
         return nn.with_logical_constraint(logits, (axes.BATCH, axes.LENGTH, axes.VOCAB))
 
 

@@ -6,6 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bigjax.tasks.top1 import top1_hits
+
 
 class MaskedLM:
     """The model output is `logits: [batch, length, vocab]`; the (preprocessed) batch holds
@@ -27,14 +29,14 @@ class MaskedLM:
         weights = batch["mlm_weights"]
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["mlm_targets"])
         total = jnp.maximum(weights.sum(), 1.0)
-        correct = (logits.argmax(-1) == batch["mlm_targets"]) * weights
+        correct = top1_hits(logits, batch["mlm_targets"]) * weights
         return (losses * weights).sum() / total, {"accuracy": correct.sum() / total}
 
     def eval_sums(self, logits: jnp.ndarray, batch: dict) -> dict:
         """Sums over masked tokens of unmasked (non-padding) examples."""
         weights = batch["mlm_weights"] * batch["mask"][:, None]
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["mlm_targets"])
-        correct = (logits.argmax(-1) == batch["mlm_targets"]) * weights
+        correct = top1_hits(logits, batch["mlm_targets"]) * weights
         return {"loss_sum": (losses * weights).sum(), "count": weights.sum(),
                 "correct": correct.sum(), "examples": batch["mask"].sum()}
 
