@@ -82,6 +82,7 @@ import time
 from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # measure this checkout's bigjax, not another installed one
 SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
 NUM_BATCHES = 4  # distinct batches each side cycles through
 WARMUP_STEPS, TOTAL_STEPS = 100, 1000  # the learning-rate schedule of both sides

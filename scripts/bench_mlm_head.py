@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
-import jax
-import numpy as np
-
-from bigjax import config_cli, models, optim, pp, sharding, tasks, train
-from bigjax.datasets import tokenized
-from bigjax.train_state import abstract_state, init_state, make_init_fn
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # measure this checkout's bigjax, not another installed one
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bigjax import config_cli, models, optim, pp, sharding, tasks, train  # noqa: E402
+from bigjax.datasets import tokenized  # noqa: E402
+from bigjax.train_state import abstract_state, init_state, make_init_fn  # noqa: E402
+
 CONFIG = os.path.join(REPO, "configs", "mlm_bert.py")
 SMOKE = dict(steps=2, repeats=1, config=f"{CONFIG}:runlocal")
 

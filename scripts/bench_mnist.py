@@ -38,6 +38,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import numpy as np  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # measure this checkout's bigjax, not another installed one
 FRAMEWORKS = ("bigjax", "bigjax_multi", "pytorch", "keras_jax")
 PEERS = {"pytorch": "torch", "keras_jax": "keras"}  # framework -> the package it needs
 SMOKE = dict(steps=10, steps_per_call=5, repeats=1, jobs=2)
