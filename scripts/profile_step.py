@@ -2,7 +2,7 @@
 XLA op's time mapped to the JAX source op that produced it and summed by kind.
 
     python scripts/profile_step.py --config=configs/imdb_bert.py [--config.KEY=VALUE ...]
-        [--trace_dir=DIR] [--top=8]
+        [--trace_dir=DIR] [--top=N]
     python scripts/profile_step.py --smoke     # CI: configs/digits_cnn.py:runlocal
 
 The step is built as training builds it (`train.build_experiment`, `make_train_step`,

@@ -11,8 +11,8 @@ from conftest import REPO, cli_env
 
 def test_smoke_profile_maps_op_time_to_kinds(tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "profile_step.py"),
-                           "--smoke", f"--trace_dir={tmp_path}"], cwd=REPO, env=cli_env(),
-                          capture_output=True, text=True, timeout=300)
+                           "--smoke", f"--trace_dir={tmp_path}", "--top=2"], cwd=REPO,
+                          env=cli_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["step_s"] > 0 and result["batch_size"] == 64
@@ -21,4 +21,6 @@ def test_smoke_profile_maps_op_time_to_kinds(tmp_path):
     assert op_ms["matmul"] > 0.25 * sum(op_ms.values())
     assert op_ms["dropout"] > 0 and op_ms["softmax"] > 0
     assert "| kind | op time (ms) | share | largest source op |" in proc.stdout
+    top = proc.stdout.split("| kind | source op | op time (ms) |")[1]  # --top=2
+    assert top.count("| matmul | ") == 2 and "conv_general" in top
     assert list(tmp_path.glob("**/*.trace.json.gz"))  # the trace is kept for TensorBoard
