@@ -167,6 +167,9 @@ SCHEMA: dict[str, Node] = {
                         range=ABOVE_ZERO, nullable=True),
     "steps_per_call": Key("int", 1, "train steps per jit call (must divide the total).",
                           range=POSITIVE),
+    "compilation_cache_dir": Key("str", "auto", "persistent XLA compilation cache: \"auto\" "
+                                 "($BIGJAX_CACHE_DIR/xla, or beside a gs:// workdir, or "
+                                 "~/.cache/bigjax/xla), a folder, or \"\" (off)."),
     "grad_accum_steps": Key("int", 1, "microbatches per step, gradients summed inside the "
                             "step: the same update with 1/k of the activation memory.",
                             range=POSITIVE),

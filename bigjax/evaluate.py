@@ -22,11 +22,12 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
     """Metrics of checkpoint `step` (default: the newest) of the run in `workdir`, from
     every evaluator of the config. Reads the params and model state only (never the
     optimizer state) straight onto this mesh; the train split is never read."""
-    from bigjax import evaluators
+    from bigjax import compilation_cache, evaluators
     from bigjax.checkpoint import Checkpointer
     from bigjax.experiment import build_model_parts
     from bigjax.train_state import abstract_state
 
+    compilation_cache.enable(config.compilation_cache_dir, workdir)
     parts = build_model_parts(config)
     settings = evaluators.settings_from_config(config, steps_per_epoch=1)
     evals = evaluators.build(settings, parts.load_split, parts.model, parts.task,

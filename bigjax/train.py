@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 
 from bigjax import (
+    compilation_cache,
     config_cli,
     config_keys,
     decay_mask,
@@ -43,7 +44,7 @@ log = logging.getLogger("bigjax")
 RESUMABLE_CHANGES = ("total_steps", "total_epochs", "log_every_steps", "eval_every_steps",
                      "eval_every_epochs", "checkpoint.every_steps", "checkpoint.keep",
                      "eval_batch_size", "eval_trim_multiple", "data.eval_examples",
-                     "divergence_factor")
+                     "divergence_factor", "compilation_cache_dir")
 RESUMABLE_PREFIXES = ("evals.",)
 # Key of the data item of a checkpoint: evaluators that were due when a preempted run
 # saved it (run first on resume, so a preemption never skips an evaluation).
@@ -240,6 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     out (they get their defaults); bad keys or values raise `ConfigError`."""
     config = config_keys.resolve(config)
     check_workdir(workdir)
+    cache_folder = compilation_cache.enable(config.compilation_cache_dir, workdir)
     exp = build_experiment(config)
     spe = exp.train_batches.steps_per_epoch
     log_every = durations.resolve_steps(config, "log_every", spe, 100)
@@ -270,7 +272,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if config.optim.get("weight_decay") or config.optim.get("l1") or config.optim.get("l2"):
         log.info(decay_mask.describe(state.params, config.optim.get("decay_exclude")))
     writer = MetricWriter(workdir)
-    train_step = make_train_step(exp, per_call)
+    train_step = compilation_cache.report_first_call(make_train_step(exp, per_call),
+                                                     cache_folder, "the train step")
     progress = Progress(exp.total_steps, config.batch_size, step)
     preemption = PreemptionCheck()
     batches = exp.train_batches.iterate(step, exp.total_steps, per_call=per_call)
