@@ -13,15 +13,25 @@ class Progress:
         self.global_batch_size = global_batch_size
         self._last_step = start_step
         self._last_time = time.perf_counter()
+        self._input_wait = 0.0  # seconds the loop waited for batches since the last report
+
+    def waited_for_input(self, seconds: float) -> None:
+        """Adds time the loop spent getting and placing the next batch."""
+        self._input_wait += seconds
 
     def rates(self, step: int) -> dict[str, float]:
-        """`steps_per_sec` and `examples_per_sec` since the previous call; resets the clock."""
+        """Since the previous call (then resets): `steps_per_sec`, `examples_per_sec`, and
+        `data_wait_fraction`, the share of the wall time the loop spent waiting for the
+        next batch (reading it and placing it on the devices). With async dispatch the
+        devices may still be busy meanwhile, so it bounds their input stall from above."""
         now = time.perf_counter()
         elapsed = max(now - self._last_time, 1e-9)
         steps_per_sec = (step - self._last_step) / elapsed
-        self._last_step, self._last_time = step, now
+        wait_fraction = min(self._input_wait / elapsed, 1.0)
+        self._last_step, self._last_time, self._input_wait = step, now, 0.0
         return {"steps_per_sec": steps_per_sec,
-                "examples_per_sec": steps_per_sec * self.global_batch_size}
+                "examples_per_sec": steps_per_sec * self.global_batch_size,
+                "data_wait_fraction": wait_fraction}
 
     def line(self, step: int, loss: float, rates: dict[str, float]) -> str:
         left = (self.total_steps - step) / max(rates["steps_per_sec"], 1e-9)

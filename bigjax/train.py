@@ -8,10 +8,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import shutil
+import time
 
 import flax.linen as nn
 import jax
@@ -276,7 +278,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                                      cache_folder, "the train step")
     progress = Progress(exp.total_steps, config.batch_size, step)
     preemption = PreemptionCheck()
-    batches = exp.train_batches.iterate(step, exp.total_steps, per_call=per_call)
+    batches = exp.train_batches.iterate(
+        step, exp.total_steps, per_call=per_call,
+        place=functools.partial(sharding.put_batch, mesh=exp.mesh, leading_axes=int(per_call > 1)))
     pending: list = []  # (first step, device metrics) not yet fetched
     unlogged: list = []  # fetched values since the last written row
     divergence = config.divergence_factor
@@ -320,6 +324,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             scalars = {f"train/{k}": v.mean() for k, v in values.items()}
             scalars["train/learning_rate"] = values["learning_rate"][-1]
             rates = progress.rates(step)
+            scalars["perf/data_wait_fraction"] = rates.pop("data_wait_fraction")
             scalars.update({f"train/{k}": v for k, v in rates.items()})
             writer.write(step, scalars)
             log.info(progress.line(step, float(values["loss"].mean()), rates))
@@ -355,7 +360,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 run_evals(step, skipped)
             while step < exp.total_steps and not stop:
                 k = per_call
-                batch = sharding.put_batch(next(batches), exp.mesh, leading_axes=int(k > 1))
+                waiting = time.perf_counter()
+                batch = next(batches)  # already on the devices (placed on the reader thread)
+                progress.waited_for_input(time.perf_counter() - waiting)
                 state, metrics = train_step(state, batch)
                 pending.append((step, metrics))
                 step += k

@@ -3,6 +3,7 @@ evals happen in between."""
 
 import json
 import os
+import time
 
 import numpy as np
 
@@ -37,3 +38,33 @@ def test_several_steps_per_call_train_the_same_steps(tmp_path):
     for end in (4, 8):
         np.testing.assert_allclose(four[end], np.mean([one[s] for s in range(end - 3, end + 1)]),
                                    rtol=1e-5)
+
+
+def _wait_fractions(workdir, monkeypatch=None, delay: float = 0.0) -> list[float]:
+    if delay:
+        from bigjax.input_pipeline import TrainBatches
+
+        plain = TrainBatches.iterate
+
+        def slow(self, *args, **kwargs):
+            for batch in plain(self, *args, **kwargs):
+                time.sleep(delay)  # a reader that cannot keep up with the step
+                yield batch
+
+        monkeypatch.setattr(TrainBatches, "iterate", slow)
+    config = config_cli.load_config_file(os.path.join(REPO, "configs", "digits_cnn.py:runlocal"))
+    config = config_cli.apply_overrides(config, [("total_steps", "12"), ("log_every_steps", "4"),
+                                                 ("eval_every_steps", "0")])
+    train_and_evaluate(config, str(workdir))
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return [r["perf/data_wait_fraction"] for r in rows if "train/loss" in r]
+
+
+def test_the_input_wait_fraction_shows_a_slow_input_pipeline(tmp_path, monkeypatch):
+    normal = _wait_fractions(tmp_path / "normal")
+    starved = _wait_fractions(tmp_path / "starved", monkeypatch, delay=0.2)
+    assert len(normal) == len(starved) == 3
+    assert all(0.0 <= f <= 1.0 for f in normal)
+    # 0.2 s per batch dwarfs the digits CNN's step (a few ms): the loop mostly waits.
+    assert min(starved[1:]) > 0.8 and max(normal[1:]) < min(starved[1:])
