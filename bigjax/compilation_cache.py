@@ -23,7 +23,7 @@ import time
 
 import jax
 
-from bigjax.datasets.tokenized import CACHE_ENV, cache_dir
+from bigjax.user_cache import CACHE_ENV, cache_dir
 
 log = logging.getLogger("bigjax")
 HIT = "/jax/compilation_cache/cache_hits"

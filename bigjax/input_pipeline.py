@@ -12,7 +12,7 @@ position (`DataPosition`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import grain
 import jax
@@ -100,20 +100,16 @@ class TrainBatches:
         flat = self.data.take(rows)
         return {k: v.reshape(count, -1, *v.shape[1:]) for k, v in flat.items()}
 
-    def iterate(self, start: int, stop: int, prefetch: int = 2, per_call: int = 1,
-                place: Callable[[dict], dict] | None = None) -> Iterator[dict]:
+    def iterate(self, start: int, stop: int, prefetch: int = 2, per_call: int = 1
+                ) -> Iterator[dict[str, np.ndarray]]:
         """Batches `start, ..., stop - 1`, read ahead on a background thread; with
         `per_call` > 1, `(stop - start) / per_call` chunks of `per_call` stacked batches
-        (`chunk`), so the train loop gathers and places each call's data once. `place`
-        (e.g. `sharding.put_batch` on the mesh) runs on that thread too, so the batches
-        arrive already on the devices."""
+        (`chunk`), so the train loop gathers and places each call's data once."""
         if per_call == 1:
             ds = grain.MapDataset.range(start, stop).map(self.__getitem__)
         else:
             ds = grain.MapDataset.range(start, stop, per_call).map(
                 lambda first: self.chunk(first, per_call))
-        if place is not None:
-            ds = ds.map(place)
         options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch)
         return iter(ds.to_iter_dataset(options))
 

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -278,9 +277,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                                      cache_folder, "the train step")
     progress = Progress(exp.total_steps, config.batch_size, step)
     preemption = PreemptionCheck()
-    batches = exp.train_batches.iterate(
-        step, exp.total_steps, per_call=per_call,
-        place=functools.partial(sharding.put_batch, mesh=exp.mesh, leading_axes=int(per_call > 1)))
+    batches = exp.train_batches.iterate(step, exp.total_steps, per_call=per_call)
     pending: list = []  # (first step, device metrics) not yet fetched
     unlogged: list = []  # fetched values since the last written row
     divergence = config.divergence_factor
@@ -361,7 +358,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             while step < exp.total_steps and not stop:
                 k = per_call
                 waiting = time.perf_counter()
-                batch = next(batches)  # already on the devices (placed on the reader thread)
+                # Placed here, not on grain's reader thread: launching transfers from a
+                # second thread can stall the step's collectives on XLA:CPU (a 2-device
+                # all-reduce waited for a device that never arrived).
+                batch = sharding.put_batch(next(batches), exp.mesh, leading_axes=int(k > 1))
                 progress.waited_for_input(time.perf_counter() - waiting)
                 state, metrics = train_step(state, batch)
                 pending.append((step, metrics))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from bigjax import datasets
+from bigjax import datasets, user_cache
 from bigjax.datasets import local_files, mnist, tokenized
 from bigjax.datasets.array_dataset import ArrayDataset
 
@@ -166,7 +166,7 @@ def test_a_damaged_text_file_is_named(tmp_path, folder, name, split, content, de
 
 
 def test_a_damaged_tokenized_cache_is_rebuilt(minilm, tmp_path, monkeypatch):
-    monkeypatch.setenv(tokenized.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(user_cache.CACHE_ENV, str(tmp_path))
     config = ConfigDict(dict(vocab="minilm", max_len=8, lowercase=True))
     texts = np.asarray(["A fine film.", "Dull, dull!", "unbelievably good"], dtype=object)
     data = ArrayDataset({"text": texts, "label": np.array([1, 0, 1], np.int32)}, 2, "toy")

@@ -17,14 +17,9 @@ import numpy as np
 
 from bigjax.datasets.array_dataset import ArrayDataset
 from bigjax.pp.tokenizer import WordPieceTokenizer
+from bigjax.user_cache import cache_dir
 
 log = logging.getLogger("bigjax")
-CACHE_ENV = "BIGJAX_CACHE_DIR"
-
-
-def cache_dir() -> str:
-    """`$BIGJAX_CACHE_DIR`, else `~/.cache/bigjax`."""
-    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "bigjax")
 
 
 def vocab_file(vocab: str) -> str:
