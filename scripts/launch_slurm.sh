@@ -20,19 +20,8 @@
 # --print shows the exact command and runs nothing.
 set -euo pipefail
 
-# Shell words, quoted only where needed, so the printed commands read like typed ones.
-quote() {
-  local word out=()
-  for word in "$@"; do
-    if [[ "$word" =~ ^[A-Za-z0-9_./=:@%+,~-]+$ ]]; then out+=("$word"); else out+=("${word@Q}"); fi
-  done
-  echo "${out[*]}"
-}
-
-usage() {
-  sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2
-  exit 2
-}
+source "$(dirname "$0")/lib/launch_common.sh"
+usage() { usage_lines 2 6; }
 
 nodes="" gpus_per_node="" config="" workdir="" partition="" time_limit="" setup=""
 per_node=0 print=0
@@ -54,12 +43,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-for name in nodes gpus_per_node config workdir; do
-  if [ -z "${!name}" ]; then
-    echo "error: --$name is required." >&2
-    usage
-  fi
-done
+require nodes gpus_per_node config workdir
 for name in nodes gpus_per_node; do
   if ! [[ "${!name}" =~ ^[1-9][0-9]*$ ]]; then
     echo "error: --$name=${!name} must be a positive integer." >&2
@@ -80,11 +64,4 @@ main_args=(python -m bigjax.main --distributed --config="$config" --workdir="$wo
            "${overrides[@]}")
 task="$(quote "${main_args[@]}")"
 [ -n "$setup" ] && task="$setup && $task"
-command="$(quote "${srun_args[@]}" bash -c "$task")"
-
-if [ "$print" = 1 ]; then
-  echo "$command"
-else
-  echo "+ $command" >&2
-  eval "$command"
-fi
+run_or_print "$print" "$(quote "${srun_args[@]}" bash -c "$task")"

@@ -22,19 +22,8 @@
 # --print shows the exact commands and runs nothing.
 set -euo pipefail
 
-# Shell words, quoted only where needed, so the printed commands read like typed ones.
-quote() {
-  local word out=()
-  for word in "$@"; do
-    if [[ "$word" =~ ^[A-Za-z0-9_./=:@%+,~-]+$ ]]; then out+=("$word"); else out+=("${word@Q}"); fi
-  done
-  echo "${out[*]}"
-}
-
-usage() {
-  sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//' >&2
-  exit 2
-}
+source "$(dirname "$0")/lib/launch_common.sh"
+usage() { usage_lines 2 5; }
 
 tpu="" zone="" project="" config="" workdir="" print=0
 overrides=()
@@ -52,12 +41,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-for name in tpu zone config workdir; do
-  if [ -z "${!name}" ]; then
-    echo "error: --$name is required." >&2
-    usage
-  fi
-done
+require tpu zone config workdir
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 if ! commit="$(git -C "$repo" rev-parse --short=12 HEAD 2>/dev/null)"; then
@@ -81,11 +65,4 @@ steps=(
   "$(quote gcloud compute tpus tpu-vm scp "/tmp/$archive" "$tpu:~/" "${gcloud_flags[@]}")"
   "$(quote gcloud compute tpus tpu-vm ssh "$tpu" "${gcloud_flags[@]}" --command="$remote")"
 )
-for step in "${steps[@]}"; do
-  if [ "$print" = 1 ]; then
-    echo "$step"
-  else
-    echo "+ $step" >&2
-    eval "$step"
-  fi
-done
+run_or_print "$print" "${steps[@]}"
