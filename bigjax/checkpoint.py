@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import os
 import re
 import sys
 import threading
@@ -22,7 +21,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from bigjax import param_paths
+from bigjax import param_paths, run_files
 
 log = logging.getLogger("bigjax")
 
@@ -50,10 +49,15 @@ class Checkpointer:
                  read_only: bool = False):
         """`read_only`: for readers of another run's workdir (evaluate, init_from), which
         must never create, delete or write anything there."""
-        self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+        self.directory = run_files.join(workdir, "checkpoints")
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=not read_only, enable_async_checkpointing=async_save,
             read_only=read_only,
+            # A save a killed run left half-written (a `*.orbax-checkpoint-tmp-*` folder on
+            # a local disk; a step folder without `commit_success.txt` in a bucket, where
+            # nothing is renamed) is never listed; it is deleted so that this run's save of
+            # the same step starts clean.
+            cleanup_tmp_directories=not read_only,
         )
         self._manager = _Manager(
             self.directory, options=options, item_names=("state", "data")
@@ -76,12 +80,13 @@ class Checkpointer:
         moved = []
         if newer and jax.process_index() == 0:
             for s in newer:
-                target, n = os.path.join(self.directory, f"{s}.superseded"), 1
-                while os.path.exists(target):
+                folder = epath.Path(self.directory)
+                target, n = folder / f"{s}.superseded", 1
+                while target.exists():
                     n += 1
-                    target = os.path.join(self.directory, f"{s}.superseded.{n}")
-                os.rename(os.path.join(self.directory, str(s)), target)
-                moved.append(os.path.basename(target))
+                    target = folder / f"{s}.superseded.{n}"
+                (folder / str(s)).rename(target)
+                moved.append(target.name)
         if newer and jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
@@ -135,7 +140,7 @@ class Checkpointer:
         runs saved before they existed) keep their (empty) abstract value.
         """
         self._check_step(step)
-        path = os.path.join(self.directory, str(step), "state")
+        path = run_files.join(self.directory, str(step), "state")
         target = abstract_state.replace(**restore_parts(path, _as_dict(abstract_state)))
         data = self._manager.restore(step, args=ocp.args.Composite(data=ocp.args.JsonRestore()))
         return target, data["data"]
@@ -147,7 +152,7 @@ class Checkpointer:
         self._check_step(step)
         params = abstract_variables["params"]
         collections = {k: v for k, v in abstract_variables.items() if k != "params"}
-        path = os.path.join(self.directory, str(step), "state")
+        path = run_files.join(self.directory, str(step), "state")
         parts = restore_parts(path, {"params": params, "model_state": collections})
         return {"params": parts["params"], **parts["model_state"]}
 
@@ -314,7 +319,7 @@ def saved_shapes(workdir: str, step: int, part: str = "params"
                  ) -> dict[str, tuple[tuple[int, ...], Any]] | None:
     """`{"a/b/c": (shape, dtype)}` of one part (`params`, `model_state`, ...) of the state
     saved in checkpoint `step` (None if the checkpoint has no such part); reads no array."""
-    tree = saved_tree(os.path.join(os.path.abspath(workdir), "checkpoints", str(step), "state"))
+    tree = saved_tree(run_files.join(workdir, "checkpoints", str(step), "state"))
     if part not in tree:
         return None
     flat = jax.tree_util.tree_flatten_with_path(
@@ -327,7 +332,7 @@ def read_state_to_host(workdir: str, step: int) -> dict:
 
     For tests and small tools: it reads every array onto this process's first device.
     """
-    path = os.path.join(os.path.abspath(workdir), "checkpoints", str(step), "state")
+    path = run_files.join(workdir, "checkpoints", str(step), "state")
     reader = ocp.StandardCheckpointer()
     metadata = reader.metadata(path).item_metadata
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])

@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Iterable, Sequence
 
 import ml_collections
+from etils import epath
 
 from bigjax import config_keys
 from bigjax.config_schema import ConfigError, Key
@@ -68,11 +69,11 @@ def _where_in(err: BaseException, path: str) -> str:
 def config_from_json(path: str) -> ml_collections.ConfigDict:
     """Reads a `config.json` that a run wrote into its workdir (data, never executed);
     keys added to bigjax since that run get their defaults."""
-    if not os.path.isfile(path):
+    file = epath.Path(path)
+    if not file.is_file():
         raise ConfigError(f"{path} not found: is the workdir one that bigjax.main trained into?")
     try:
-        with open(path) as f:
-            saved = json.load(f)
+        saved = json.loads(file.read_text())
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path} is not valid JSON ({err}); restore it from "
                           "config_history.jsonl or the command that made the run.") from None

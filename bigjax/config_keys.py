@@ -34,8 +34,18 @@ _MESH_SIZE = dict(range=POSITIVE, also=(-1,))
 _REGEXES = "one regex or a list of regexes matched (re.search) against param paths"
 
 DATA = Section("What is read, from where.", {
-    "name": Key("str", None, "tfds name of the data set (or 'digits', scikit-learn's 8x8).",
-                choices=tuple(datasets.LOADERS), required=True),
+    "name": Key("str", None, "tfds name of the data set ('digits': scikit-learn's 8x8; "
+                "'image_folder' / 'text_file': your own files at data.path).",
+                choices=datasets.NAMES, required=True),
+    "path": Key("str", None, "your own data for data.name='image_folder' (a folder or .tar "
+                "of <split>/<class>/<image>) or 'text_file' (a folder of <split>.csv|jsonl "
+                "with text,label).", nullable=True),
+    "on_disk": Key("bool", False, "prepare each split once into ArrayRecord files under "
+                   "data.prepared_dir and read examples by index (image sets; an image "
+                   "folder always is)."),
+    "prepared_dir": Key("str", None, "where prepared ArrayRecord files go (None: "
+                        "$BIGJAX_CACHE_DIR/prepared, else ~/.cache/bigjax/prepared).",
+                        nullable=True),
     "train_split": Key("str", "train", "split trained on."),
     "eval_split": Key("str", "test", "split the default evaluator reads."),
     "data_dir": Key("str", None, "folder holding the data set (None: $BIGJAX_DATA_DIR, then "

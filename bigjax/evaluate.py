@@ -10,10 +10,9 @@ JSON line — the same numbers the run's own final eval printed.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
-from bigjax import config_cli
+from bigjax import config_cli, run_files
 from bigjax.main import init_distributed, parse_args, print_error, run_and_print, setup_logging
 
 log = logging.getLogger("bigjax")
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, overrides = parse_args(sys.argv[1:] if argv is None else argv,
                                      "Evaluate a bigjax checkpoint.", need_config=False)
-        config = config_cli.config_from_json(os.path.join(args.workdir, "config.json"))
+        config = config_cli.config_from_json(run_files.join(args.workdir, "config.json"))
         config = config_cli.apply_overrides(config, overrides)
     except config_cli.ConfigError as err:
         print_error(err)

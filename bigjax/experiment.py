@@ -18,7 +18,7 @@ import optax
 
 from bigjax import datasets, durations, models, optim, pp, sharding, tasks
 from bigjax.datasets import tokenized
-from bigjax.datasets.array_dataset import ArrayDataset
+from bigjax.datasets.array_dataset import Examples
 from bigjax.input_pipeline import TrainBatches
 from bigjax.tasks.base import Task
 from bigjax.train_state import abstract_state, make_init_fn, make_variables_init
@@ -36,16 +36,16 @@ class ModelParts:
     preprocess: pp.Preprocess
     tokenizer: Any  # the data's tokenizer (text), else None
 
-    def load_split(self, split: str, examples: int | None = None) -> ArrayDataset:
+    def load_split(self, split: str, examples: int | None = None) -> Examples:
         """Split `split` of the config's data set, optionally a fixed random subset of
         `examples`, tokenized when `config.data.tokenizer` is set."""
         return load_split(self.config, split, examples, self.tokenizer)
 
-    def sample(self, data: ArrayDataset) -> dict:
+    def sample(self, data: Examples) -> dict:
         """One preprocessed example `[1, ...]` of `data` (for shapes)."""
         return self.preprocess(data.take(np.arange(1)), None, train=False)
 
-    def variables_init(self, data: ArrayDataset):
+    def variables_init(self, data: Examples):
         """`init(rng) -> model variables` (boxed) with shapes from `data`."""
         sample = self.sample(data)
         return make_variables_init(self.model, sample["inputs"], self.task.model_kwargs(sample))
@@ -107,10 +107,12 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
 
 
 def load_split(config: ml_collections.ConfigDict, split: str, examples: int | None = None,
-               tokenizer=None) -> ArrayDataset:
+               tokenizer=None) -> Examples:
     """See `ModelParts.load_split`. A data set whose number of classes differs from
     `config.model.num_classes` is refused."""
-    data = datasets.load(config.data.name, split, config.data.get("data_dir"), examples)
+    data = datasets.load(config.data.name, split, config.data.get("data_dir"), examples,
+                         path=config.data.get("path"), on_disk=config.data.get("on_disk", False),
+                         prepared_dir=config.data.get("prepared_dir"))
     if config.data.get("tokenizer"):
         data = tokenized.tokenize(data, config.data.tokenizer, tokenizer=tokenizer)
     expected = config.model.get("num_classes")

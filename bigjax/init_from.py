@@ -20,9 +20,10 @@ from typing import Any
 
 import jax
 import numpy as np
+from etils import epath
 from jax.sharding import NamedSharding, PartitionSpec
 
-from bigjax import checkpoint, param_paths
+from bigjax import checkpoint, param_paths, run_files
 
 log = logging.getLogger("bigjax")
 _LAYER = re.compile(r"^layers_(\d+)$")
@@ -41,7 +42,7 @@ def read_source_params(source: str, scan_layers: bool = False, like=None) -> dic
 
     if source == "minilm":
         source = hf_bert_import.minilm_folder()
-    if os.path.isdir(os.path.join(source, "checkpoints")):
+    if _is_workdir(source):
         log.info("init_from: reading the params of %s's newest checkpoint", source)
         step = checkpoint.latest_step_in(source)
         if like is None:
@@ -95,7 +96,7 @@ def read_workdir_params(workdir: str, step: int, like) -> dict[str, jax.Array]:
                     requests[stacked] = jax.ShapeDtypeStruct(
                         shape, leaf.dtype, sharding=NamedSharding(mesh, PartitionSpec(None, *spec)))
                     plans[name] = ("index", stacked, index)
-    path = os.path.join(os.path.abspath(workdir), "checkpoints", str(step), "state")
+    path = run_files.join(workdir, "checkpoints", str(step), "state")
     restored = param_paths.flatten(
         checkpoint.restore_parts(path, {"params": _nest(requests)})["params"])
     flat_like = param_paths.flatten(like)
@@ -120,7 +121,7 @@ def read_workdir_model_state(source: str, like: dict) -> dict | None:
     """The model state (e.g. BatchNorm `batch_stats`) of a bigjax workdir's newest
     checkpoint onto `like`'s shardings, or None when `source` is not a workdir or its
     model state does not have `like`'s structure and shapes."""
-    if not jax.tree.leaves(like) or not os.path.isdir(os.path.join(source, "checkpoints")):
+    if not jax.tree.leaves(like) or not _is_workdir(source):
         return None
     step = checkpoint.latest_step_in(source)
     saved = checkpoint.saved_shapes(source, step, "model_state") or {}
@@ -131,8 +132,13 @@ def read_workdir_model_state(source: str, like: dict) -> dict | None:
         return None
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                             like)
-    path = os.path.join(os.path.abspath(source), "checkpoints", str(step), "state")
+    path = run_files.join(source, "checkpoints", str(step), "state")
     return checkpoint.restore_parts(path, {"model_state": abstract})["model_state"]
+
+
+def _is_workdir(source: str) -> bool:
+    """Whether `source` (a local folder or a bucket URL) holds a bigjax run's checkpoints."""
+    return epath.Path(run_files.join(source, "checkpoints")).is_dir()
 
 
 def _nest(flat: dict[str, Any]) -> dict:

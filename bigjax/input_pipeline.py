@@ -18,7 +18,7 @@ import grain
 import jax
 import numpy as np
 
-from bigjax.datasets.array_dataset import ArrayDataset
+from bigjax.datasets.array_dataset import ArrayDataset, Examples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +55,7 @@ class TrainBatches:
     `global_indices`); batch k belongs to epoch `k // steps_per_epoch`.
     """
 
-    def __init__(self, data: ArrayDataset, global_batch_size: int, seed: int,
+    def __init__(self, data: Examples, global_batch_size: int, seed: int,
                  rows: slice | None = None):
         if len(data) < global_batch_size:
             raise ValueError(
@@ -137,7 +137,7 @@ def check_trim_multiple(trim_multiple) -> None:
                          f"{trim_multiple!r}.")
 
 
-def eval_batches(data: ArrayDataset, global_batch_size: int, rows: slice | None = None,
+def eval_batches(data: Examples, global_batch_size: int, rows: slice | None = None,
                  trim_multiple: int | None = None,
                  with_index: bool = False) -> Iterator[dict[str, np.ndarray]]:
     """Every example exactly once, in batches padded to `global_batch_size`.
@@ -158,7 +158,8 @@ def eval_batches(data: ArrayDataset, global_batch_size: int, rows: slice | None 
     check_trim_multiple(trim_multiple)
     rows = rows or _process_rows(global_batch_size)
     n = len(data)
-    ids = data.features.get("input_ids")
+    # Token ids are in memory (on-disk record sets hold images): lengths need all of them.
+    ids = data.features.get("input_ids") if isinstance(data, ArrayDataset) else None
     trim = trim_multiple is not None and ids is not None and ids.ndim == 2 and n > 0
     if trim:
         max_len = ids.shape[1]

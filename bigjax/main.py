@@ -70,6 +70,8 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr, force=True)
     logging.getLogger("jax").setLevel(logging.WARNING)  # e.g. "no TPU backend" on every start
+    for chatty in ("fsspec", "gcsfs", "google.auth"):  # a line per file read from a bucket
+        logging.getLogger(chatty).setLevel(logging.ERROR)
     # Orbax logs its failures with tracebacks through absl; bigjax reports each in one line
     # (a fallback, or the final `error:`), so they show only with BIGJAX_TRACEBACK=1.
     logging.getLogger("absl").setLevel(

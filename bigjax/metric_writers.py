@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import jax
+from etils import epath
+
+from bigjax import run_files
 
 
 class MetricWriter:
-    """Writes scalars for a step to `workdir/metrics.jsonl` and TensorBoard (process 0 only)."""
+    """Writes scalars for a step to `workdir/metrics.jsonl` and TensorBoard (process 0 only;
+    `workdir` may be a bucket URL, see `run_files`)."""
 
     def __init__(self, workdir: str):
         self.enabled = jax.process_index() == 0
@@ -19,17 +22,16 @@ class MetricWriter:
         if self.enabled:
             from tensorboardX import SummaryWriter
 
-            os.makedirs(workdir, exist_ok=True)
-            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30)
+            epath.Path(run_files.resolve(workdir)).mkdir(parents=True, exist_ok=True)
+            self._jsonl = run_files.LineLog(run_files.join(workdir, "metrics.jsonl"))
+            self._tb = SummaryWriter(run_files.join(workdir, "tensorboard"), flush_secs=30)
 
     def write(self, step: int, scalars: dict[str, float]) -> None:
         """`scalars` maps names like "train/loss" to numbers."""
         if not self.enabled:
             return
         row = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
-        self._jsonl.write(json.dumps(row) + "\n")
-        self._jsonl.flush()
+        self._jsonl.append(json.dumps(row))
         for name, value in scalars.items():
             self._tb.add_scalar(name, float(value), int(step), walltime=time.time())
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import time
 
 import flax.linen as nn
@@ -19,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 
 from bigjax import (
     compilation_cache,
@@ -29,6 +28,7 @@ from bigjax import (
     evaluators,
     init_from,
     param_lr,
+    run_files,
     sharding,
 )
 from bigjax.checkpoint import Checkpointer
@@ -77,12 +77,11 @@ def check_config(config: ml_collections.ConfigDict, workdir: str, resuming: bool
     checkpoint); a config that differs from the saved one in more than RESUMABLE_CHANGES
     is refused. Keys the saved config lacks (added to bigjax since) count as what that
     run used (`config_keys.fill_legacy`). Writes nothing."""
-    path = os.path.join(workdir, "config.json")
-    if not (resuming and os.path.exists(path)):
+    path = epath.Path(run_files.join(workdir, "config.json"))
+    if not (resuming and path.exists()):
         return [], None
     new = json.loads(config_cli.to_json(config))
-    with open(path) as f:
-        saved = json.load(f)
+    saved = json.loads(path.read_text())
     old = json.loads(config_cli.to_json(ml_collections.ConfigDict(config_keys.fill_legacy(saved))))
     changed = sorted(_diff(old, new))
     refused = [k for k in changed if k not in RESUMABLE_CHANGES and k != "evals"
@@ -111,15 +110,12 @@ def write_config(config: ml_collections.ConfigDict, workdir: str, resuming: bool
     if jax.process_index() != 0:
         return
     if changed:
-        with open(os.path.join(workdir, "config_history.jsonl"), "a") as f:
-            f.write(json.dumps(old) + "\n")
+        history = run_files.LineLog(run_files.join(workdir, "config_history.jsonl"))
+        history.append(json.dumps(old))
+        history.close()
         log.info("Resuming with changed %s (previous config kept in config_history.jsonl).",
                  ", ".join(changed))
-    path = os.path.join(workdir, "config.json")
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(config_cli.to_json(config))
-    os.replace(tmp, path)  # readers never see a half-written file
+    run_files.write_text(run_files.join(workdir, "config.json"), config_cli.to_json(config))
 
 
 _MISSING = object()
@@ -204,29 +200,6 @@ def _host_metrics(pending: list) -> tuple[list[int], dict[str, np.ndarray]]:
     return steps, {k: np.concatenate([m[k] for m in fetched]) for k in fetched[0]}
 
 
-def check_workdir(workdir: str) -> None:
-    """Raises ValueError when `workdir` cannot be a run's folder (it is a file, or a
-    file stands where one of its parents should be)."""
-    path = os.path.abspath(workdir)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    if not os.path.isdir(path):
-        what = "is a file" if path == os.path.abspath(workdir) else f"is under a file ({path})"
-        raise ValueError(f"--workdir={workdir} {what}: pass a folder (a new one, or one a run "
-                         "trained into).")
-
-
-def make_workdir(workdir: str) -> None:
-    """Creates `workdir` (and its parents); an OS refusal becomes one clear ValueError."""
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        if not os.access(workdir, os.W_OK | os.X_OK):
-            raise PermissionError(f"no write permission on {workdir}")
-    except OSError as err:
-        raise ValueError(f"--workdir={workdir} cannot be written ({err.strerror or err}): "
-                         "pick a folder you can write to.") from None
-
-
 def validate_loop(exp: Experiment, per_call: int) -> None:
     """Loop settings that would fail mid-run, checked before training (and by --dry_run);
     single values are checked by the schema (`config_keys.resolve`)."""
@@ -241,7 +214,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     or from checkpoint `step`); returns the final eval metrics. `config` may leave keys
     out (they get their defaults); bad keys or values raise `ConfigError`."""
     config = config_keys.resolve(config)
-    check_workdir(workdir)
+    workdir = run_files.resolve(workdir)
+    run_files.check(workdir)
     cache_folder = compilation_cache.enable(config.compilation_cache_dir, workdir)
     exp = build_experiment(config)
     spe = exp.train_batches.steps_per_epoch
@@ -252,8 +226,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     evals = evaluators.build(evaluators.settings_from_config(config, spe, workdir),
                              exp.load_split, exp.model, exp.task, exp.preprocess, exp.mesh,
                              exp.rules)
-    created = not os.path.exists(workdir)
-    make_workdir(workdir)
+    created = not epath.Path(workdir).exists()
+    run_files.make(workdir)
     checkpointer = Checkpointer(workdir, config.checkpoint.keep, config.checkpoint.async_save)
     try:
         resuming = checkpointer.latest_step() is not None
@@ -263,7 +237,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     except BaseException:
         checkpointer.close()
         if created and jax.process_index() == 0:  # a failed start leaves no workdir behind
-            shutil.rmtree(workdir, ignore_errors=True)
+            run_files.remove(workdir)
         raise
     log.info("Mesh %s; %d steps (%d per epoch); params:\n%s", dict(exp.mesh.shape),
              exp.total_steps, spe, sharding.describe(state.params))
@@ -402,6 +376,6 @@ def _write_eval_file(workdir: str, step: int, metrics: dict) -> None:
     """Full metrics (with the confusion matrix) to `workdir/eval/step_<N>.json`."""
     if jax.process_index() != 0:
         return
-    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-    with open(os.path.join(workdir, "eval", f"step_{step}.json"), "w") as f:
-        json.dump({"step": step, **metrics}, f)
+    epath.Path(run_files.join(workdir, "eval")).mkdir(parents=True, exist_ok=True)
+    run_files.write_text(run_files.join(workdir, "eval", f"step_{step}.json"),
+                         json.dumps({"step": step, **metrics}))

@@ -54,10 +54,12 @@ def cli_env(devices: int = 1, **extra: str) -> dict:
 
 
 def run_cli(module: str, *args: str, devices: int = 1, timeout: float = 300,
-            check: bool = True) -> subprocess.CompletedProcess:
-    """Runs `python -m bigjax.<module> args...` from the repo root."""
+            check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Runs `python -m bigjax.<module> args...` from the repo root (`env`: variables to
+    add to `cli_env`)."""
     proc = subprocess.run([sys.executable, "-m", f"bigjax.{module}", *args], cwd=REPO,
-                          env=cli_env(devices), capture_output=True, text=True, timeout=timeout)
+                          env=cli_env(devices, **(env or {})), capture_output=True, text=True,
+                          timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"bigjax.{module} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
@@ -68,10 +70,19 @@ def last_json_line(stdout: str) -> dict:
 
 
 def checkpoint_steps(workdir: str) -> list[int]:
-    folder = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(folder):
+    """Steps of the complete checkpoints in `workdir`, a local folder (where Orbax renames a
+    finished save into place) or a bucket URL (where a finished save has a
+    `commit_success.txt`)."""
+    from etils import epath
+
+    from bigjax import run_files  # noqa: F401  (bucket listings are never cached)
+
+    folder = epath.Path(workdir) / "checkpoints"
+    if not folder.is_dir():
         return []
-    return sorted(int(name) for name in os.listdir(folder) if name.isdigit())
+    remote = "://" in workdir
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()
+                  and (not remote or (p / "commit_success.txt").exists()))
 
 
 def read_state(workdir: str, step: int) -> dict:

@@ -1,5 +1,6 @@
 """Preemption and exact resume: SIGKILL mid-run, SIGTERM, and a changed config."""
 
+import json
 import os
 import signal
 import subprocess
@@ -9,10 +10,14 @@ import time
 import jax
 import numpy as np
 import pytest
+from etils import epath
 
 from bigjax.main import EXIT_PREEMPTED
 
+import fake_gcs
 from conftest import REPO, checkpoint_steps, cli_env, last_json_line, read_state, run_cli
+
+BUCKET = "bigjax-test"
 
 # A fast model so that a run lasts long enough to be interrupted but not long.
 ARGS = ["--config=configs/digits_cnn.py:runlocal", "--config.total_steps=240",
@@ -21,9 +26,9 @@ ARGS = ["--config=configs/digits_cnn.py:runlocal", "--config.total_steps=240",
         "--config.model.dropout_rate=0.3", "--config.pp.translate=1"]
 
 
-def _start(workdir):
+def _start(workdir, env=None):
     return subprocess.Popen([sys.executable, "-m", "bigjax.main", *ARGS, f"--workdir={workdir}"],
-                            cwd=REPO, env=cli_env(), stdout=subprocess.PIPE,
+                            cwd=REPO, env=cli_env(**(env or {})), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -68,6 +73,48 @@ def test_sigkill_then_rerun_is_bit_identical(uninterrupted, tmp_path):
     assert f"Resumed from checkpoint {resumed_at} " in proc.stderr
     _assert_same_state(uninterrupted[0], workdir, 240)
     assert last_json_line(proc.stdout)["confusion_matrix"] == uninterrupted[1]["confusion_matrix"]
+
+
+@pytest.fixture(scope="module")
+def bucket():
+    """A local Cloud Storage server with an empty bucket; its settings are set in this
+    process (to read the checkpoints back) and returned for the CLI subprocesses."""
+    with fake_gcs.serving(BUCKET) as env, pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        yield env
+
+
+@pytest.mark.slow
+def test_gcs_workdir_trains_resumes_after_sigkill_and_evaluates(uninterrupted, bucket, tmp_path):
+    """Every file of a run goes to the bucket (through epath, TensorStore and the
+    TensorBoard writer) and the killed run resumes bit-identically from there."""
+    workdir = f"gs://{BUCKET}/runs/cnn"
+    proc = _start(workdir, env=bucket)
+    step = _wait_for_checkpoint(proc, workdir)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 0 < step < 240
+    resumed_at = checkpoint_steps(workdir)[-1]
+    proc = run_cli("main", *ARGS, f"--workdir={workdir}", env=bucket)
+    assert f"Resumed from checkpoint {resumed_at} " in proc.stderr
+    _assert_same_state(uninterrupted[0], workdir, 240)
+    final = last_json_line(proc.stdout)
+    assert final["confusion_matrix"] == uninterrupted[1]["confusion_matrix"]
+
+    run = epath.Path(workdir)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "train/loss" in r][-1] == 240
+    assert {r["step"] for r in rows if "train/loss" in r} >= {40, resumed_at + 40}
+    assert json.loads((run / "eval" / "step_240.json").read_text())["step"] == 240
+    assert json.loads((run / "config.json").read_text())["total_steps"] == 240
+    events = list((run / "tensorboard").iterdir())
+    assert events and all(e.name.startswith("events.out.tfevents") for e in events)
+    assert not os.path.exists(os.path.join(REPO, "gs:"))  # nothing went to a local "gs:" folder
+
+    evaluated = last_json_line(run_cli("evaluate", f"--workdir={workdir}", env=bucket).stdout)
+    assert evaluated["step"] == 240
+    assert evaluated["confusion_matrix"] == uninterrupted[1]["confusion_matrix"]
 
 
 @pytest.mark.slow

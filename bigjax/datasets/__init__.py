@@ -1,15 +1,30 @@
-"""Data sets by tfds name. Each loader returns an in-memory `ArrayDataset`."""
+"""Data sets by tfds name, or your own files. Loaders return an in-memory `ArrayDataset`;
+with `on_disk` (and always for an image folder) a split is prepared once into ArrayRecord
+files and read by index (`record_files.RecordDataset`, the same interface)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import numbers
+import os
 from collections.abc import Callable
 
+import jax
 import numpy as np
 
-from bigjax.datasets import digits, mnist, text_files
+from bigjax.datasets import (
+    digits,
+    image_folder,
+    local_files,
+    mnist,
+    record_files,
+    text_file,
+    text_files,
+)
 from bigjax.datasets.array_dataset import ArrayDataset
+from bigjax.user_cache import cache_dir
 
 log = logging.getLogger("bigjax")
 # `config.data.name` -> loader(split, data_dir); a new data set is one entry here.
@@ -20,23 +35,72 @@ LOADERS: dict[str, Callable[..., ArrayDataset]] = {
     "glue/sst2": text_files.load_sst2,
     "ag_news_subset": text_files.load_ag_news,
 }
+# Your own files at `config.data.path`: name -> loader(split, path, prepared_dir).
+OWN_DATA: dict[str, Callable[..., ArrayDataset | record_files.RecordDataset]] = {
+    "image_folder": image_folder.load,
+    "text_file": lambda split, path, prepared_dir: text_file.load(split, path),
+}
+NAMES = (*LOADERS, *OWN_DATA)
 EXAMPLES_KEYS = ("config.data.train_examples, config.data.eval_examples or an evaluator's "
                  "`examples`")
 
 
-def load(name: str, split: str, data_dir: str | None = None,
-         examples: int | None = None) -> ArrayDataset:
-    """Loads split `split` of data set `name` (a tfds name, or "digits").
+def load(name: str, split: str, data_dir: str | None = None, examples: int | None = None,
+         *, path: str | None = None, on_disk: bool = False,
+         prepared_dir: str | None = None) -> ArrayDataset | record_files.RecordDataset:
+    """Loads split `split` of data set `name` (a tfds name, "digits", or one of `OWN_DATA`
+    read from `path`).
 
     `examples`: None for the whole split, else a fixed random subset of at most that many
     (the whole split when it has fewer; a count below 1 is refused). A split without
     examples is refused, naming the data set, split and where it was read from.
+    `on_disk`: prepare the split once into ArrayRecord files under `prepared_dir`
+    (default `$BIGJAX_CACHE_DIR/prepared`) and read it by index from there.
     """
-    if name not in LOADERS:
-        raise ValueError(f"Unknown data set {name!r}; known: {sorted(LOADERS)}.")
+    if name not in NAMES:
+        raise ValueError(f"Unknown data set {name!r}; known: {sorted(NAMES)}.")
     check_examples(examples, name, split)
-    data = LOADERS[name](split, data_dir)
+    prepared_dir = prepared_dir or os.path.join(cache_dir(), "prepared")
+    if name in OWN_DATA:
+        data = OWN_DATA[name](split, path, prepared_dir)
+    elif on_disk:
+        data = _prepared(name, split, data_dir, prepared_dir)
+    else:
+        data = LOADERS[name](split, data_dir)
     return subset_examples(data, examples, split)
+
+
+def _prepared(name: str, split: str, data_dir: str | None,
+              prepared_dir: str) -> record_files.RecordDataset:
+    """Split `split` of `name` as ArrayRecord files, written on first use (by process 0
+    first; a process that cannot see its files, on a disk of its own, writes its own)."""
+    source = {"name": name, "split": split, "data_dir": local_files.data_dir(data_dir)}
+    key = hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:20]
+    folder = os.path.join(prepared_dir, name.replace("/", "__"), key)
+
+    def prepare() -> None:
+        if record_files.is_prepared(folder, split):
+            return
+        data = LOADERS[name](split, data_dir)
+        if "text" in data.features:
+            raise ValueError(f"config.data.on_disk prepares image data sets; {name!r} is text "
+                             "(tokenized into the in-memory token cache): set "
+                             "config.data.on_disk=False.")
+        columns = data.features
+        count = record_files.write(folder, split, ({k: v[i] for k, v in columns.items()}
+                                                   for i in range(len(data))),
+                                   data.name, data.num_classes)
+        log.info("Prepared %d examples of %s (%s) as ArrayRecord files in %s.", count, name,
+                 split, folder)
+
+    if jax.process_index() == 0:
+        prepare()
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"bigjax_prepared_{name}_{split}")
+        prepare()
+    return record_files.RecordDataset(folder, split)
 
 
 def check_examples(examples: int | None, name: str, split: str) -> None:
@@ -50,7 +114,7 @@ def check_examples(examples: int | None, name: str, split: str) -> None:
         )
 
 
-def subset_examples(data: ArrayDataset, examples: int | None, split: str) -> ArrayDataset:
+def subset_examples(data, examples: int | None, split: str):
     """A fixed random subset of `examples` examples of `data` (all when None or ≥ its size)."""
     check_examples(examples, data.name, split)
     if examples is None:

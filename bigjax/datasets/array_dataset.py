@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
 import numpy as np
+
+
+class Examples(Protocol):
+    """What the input pipeline reads: `ArrayDataset` (in memory) or
+    `record_files.RecordDataset` (on disk, read by index)."""
+
+    name: str
+    num_classes: int | None
+
+    def __len__(self) -> int: ...
+
+    def take(self, indices: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def subset(self, indices: np.ndarray, name: str | None = None) -> Examples: ...
 
 
 @dataclasses.dataclass(frozen=True)

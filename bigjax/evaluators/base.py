@@ -18,7 +18,7 @@ import jax
 from jax.sharding import Mesh
 
 from bigjax import input_pipeline, sharding
-from bigjax.datasets.array_dataset import ArrayDataset
+from bigjax.datasets.array_dataset import Examples
 from bigjax.forward import forward
 from bigjax.tasks.base import Task
 
@@ -71,7 +71,7 @@ class BatchedEvaluator:
     """
 
     def __init__(self, settings: EvalSettings, model: nn.Module, task: Task, preprocess,
-                 data: ArrayDataset, mesh: Mesh, rules):
+                 data: Examples, mesh: Mesh, rules):
         sharding.check_batch_size(mesh, settings.batch_size, settings.batch_size_key)
         input_pipeline.check_trim_multiple(settings.trim_multiple)  # now, not at the first eval
         self.settings, self.task, self.data = settings, task, data

@@ -11,13 +11,14 @@ writes the outputs to `workdir/eval/<name>_step_<N>.npz`.
 
 from __future__ import annotations
 
-import os
+import io
 from typing import Any
 
 import jax
 import numpy as np
+from etils import epath
 
-from bigjax import sharding
+from bigjax import run_files, sharding
 from bigjax.evaluators.base import BatchedEvaluator
 from bigjax.tasks.base import TaskWithOutputs
 
@@ -51,8 +52,10 @@ class PredictionsEvaluator(BatchedEvaluator):
     def run(self, variables: dict, step: int = 0) -> dict[str, Any]:
         outputs = self.gather(variables)
         if self.settings.workdir and jax.process_index() == 0:
-            folder = os.path.join(self.settings.workdir, "eval")
-            os.makedirs(folder, exist_ok=True)
-            np.savez(os.path.join(folder, f"{self.settings.name or 'eval'}_step_{step}.npz"),
-                     **outputs)
+            folder = epath.Path(run_files.join(self.settings.workdir, "eval"))
+            folder.mkdir(parents=True, exist_ok=True)
+            buffer = io.BytesIO()  # one upload: object stores cannot seek while writing
+            np.savez(buffer, **outputs)
+            (folder / f"{self.settings.name or 'eval'}_step_{step}.npz").write_bytes(
+                buffer.getvalue())
         return self.task.summarize_outputs(outputs)

@@ -1,0 +1,135 @@
+"""Data sets prepared on disk once and read by index: ArrayRecord files.
+
+A prepared split is two files in a folder:
+- `<split>.array_record`: one record per example, its columns as a msgpack map of
+  numpy arrays (flax.serialization: no pickle), written with group size 1 so that
+  any example is read without its neighbours;
+- `<split>.json`: the number of examples, the columns (dtype and per-example shape),
+  the number of classes and the class names.
+
+`RecordDataset` reads examples by index (`take`), so a process holds only the batches
+it is working on, whatever the size of the split; it has `ArrayDataset`'s interface
+(`len`, `take`, `subset`, `num_classes`, `name`) and the input pipeline treats both alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+
+import numpy as np
+from array_record.python.array_record_data_source import ArrayRecordDataSource
+from array_record.python.array_record_module import ArrayRecordWriter
+from flax import serialization
+
+# One example per chunk: random access reads (and decompresses) exactly one example.
+WRITER_OPTIONS = "group_size:1"
+
+
+def records_path(folder: str, split: str) -> str:
+    return os.path.join(folder, f"{split}.array_record")
+
+
+def info_path(folder: str, split: str) -> str:
+    return os.path.join(folder, f"{split}.json")
+
+
+def is_prepared(folder: str, split: str) -> bool:
+    """Whether `folder` holds a complete prepared `split` (the info file is written last)."""
+    return os.path.isfile(info_path(folder, split)) and os.path.isfile(records_path(folder, split))
+
+
+def write(folder: str, split: str, examples: Iterable[dict[str, np.ndarray]], name: str,
+          num_classes: int | None = None, class_names: list[str] | None = None) -> int:
+    """Writes `examples` (dicts of numpy arrays, the same keys, dtypes and shapes in every
+    one) as prepared split `split` of data set `name` in `folder`; returns their number.
+
+    The records go to a temporary file renamed into place, and the info file comes
+    last: an interrupted preparation leaves nothing that `is_prepared` accepts.
+    """
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{records_path(folder, split)}.{os.getpid()}.tmp"  # processes may race
+    writer = ArrayRecordWriter(tmp, WRITER_OPTIONS)
+    columns: dict[str, tuple[str, list[int]]] | None = None
+    count = 0
+    try:
+        for example in examples:
+            arrays = {k: np.asarray(v) for k, v in example.items()}
+            found = {k: (a.dtype.str, list(a.shape)) for k, a in arrays.items()}
+            if columns is None:
+                columns = found
+            elif found != columns:
+                raise ValueError(f"Example {count} of {name!r} ({split}) has columns {found}, "
+                                 f"the first one {columns}: every example must have the same "
+                                 "columns, dtypes and shapes (resize images to one size).")
+            writer.write(serialization.msgpack_serialize(arrays))
+            count += 1
+        if count == 0:
+            raise ValueError(f"Split {split!r} of {name!r} has no examples to prepare.")
+    except BaseException:
+        writer.close()
+        os.remove(tmp)  # nothing half-written stays behind
+        raise
+    writer.close()
+    os.replace(tmp, records_path(folder, split))
+    info = {"name": name, "split": split, "num_examples": count, "columns": columns,
+            "num_classes": num_classes, "class_names": class_names}
+    with open(f"{info_path(folder, split)}.{os.getpid()}.tmp", "w") as f:
+        json.dump(info, f)
+    os.replace(f"{info_path(folder, split)}.{os.getpid()}.tmp", info_path(folder, split))
+    return count
+
+
+class RecordDataset:
+    """Split `split` of the prepared data set in `folder`, read example by example.
+
+    `take(indices)` returns `{column: [k, ...]}` like `ArrayDataset.take`; `indices`
+    (optional) restricts the data set to those examples of the file, in that order.
+    """
+
+    def __init__(self, folder: str, split: str, indices: np.ndarray | None = None):
+        if not is_prepared(folder, split):
+            raise FileNotFoundError(
+                f"{folder} holds no prepared split {split!r} ({split}.array_record and "
+                f"{split}.json): prepare it first, or point config.data.path at the folder "
+                "that holds them.")
+        with open(info_path(folder, split)) as f:
+            self.info = json.load(f)
+        self.folder, self.split = folder, split
+        self.name = self.info["name"]
+        self.num_classes = self.info["num_classes"]
+        self.class_names = self.info.get("class_names")
+        self._indices = None if indices is None else np.asarray(indices, np.int64)
+        self._source = ArrayRecordDataSource([records_path(folder, split)])
+        if len(self._source) != self.info["num_examples"]:
+            raise ValueError(
+                f"{records_path(folder, split)} holds {len(self._source)} records, its "
+                f"{split}.json says {self.info['num_examples']}: the folder is damaged; "
+                "delete it and prepare the data set again.")
+
+    def __len__(self) -> int:
+        return len(self._source) if self._indices is None else len(self._indices)
+
+    def columns(self) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+        """`{column: (dtype, per-example shape)}`."""
+        return {k: (np.dtype(d), tuple(s)) for k, (d, s) in self.info["columns"].items()}
+
+    def take(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """The examples at `indices` ([k] ints) as `{column: [k, ...]}` arrays."""
+        indices = np.asarray(indices, np.int64)
+        if self._indices is not None:
+            indices = self._indices[indices]
+        records = self._source.__getitems__([int(i) for i in indices])
+        examples = [serialization.msgpack_restore(r) for r in records]
+        return {k: np.stack([e[k] for e in examples]) if examples else
+                np.zeros((0, *shape), dtype) for k, (dtype, shape) in self.columns().items()}
+
+    def subset(self, indices: np.ndarray, name: str | None = None) -> RecordDataset:
+        """The examples at `indices`, still on disk."""
+        base = np.asarray(indices, np.int64)
+        view = RecordDataset.__new__(RecordDataset)
+        view.__dict__.update(self.__dict__)
+        view._indices = base if self._indices is None else self._indices[base]
+        view.name = name or self.name
+        return view
