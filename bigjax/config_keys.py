@@ -35,11 +35,12 @@ _REGEXES = "one regex or a list of regexes matched (re.search) against param pat
 
 DATA = Section("What is read, from where.", {
     "name": Key("str", None, "tfds name of the data set ('digits': scikit-learn's 8x8; "
-                "'image_folder' / 'text_file': your own files at data.path).",
+                "'image_folder' / 'text_file' / 'records': your own files at data.path).",
                 choices=datasets.NAMES, required=True),
     "path": Key("str", None, "your own data for data.name='image_folder' (a folder or .tar "
-                "of <split>/<class>/<image>) or 'text_file' (a folder of <split>.csv|jsonl "
-                "with text,label).", nullable=True),
+                "of <split>/<class>/<image>), 'text_file' (a folder of <split>.csv|jsonl "
+                "with text,label) or 'records' (a folder of <split>.array_record + "
+                "<split>.json, see bigjax/datasets/record_files.py).", nullable=True),
     "on_disk": Key("bool", False, "prepare each split once into ArrayRecord files under "
                    "data.prepared_dir and read examples by index (image sets; an image "
                    "folder always is)."),

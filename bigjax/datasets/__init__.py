@@ -39,6 +39,8 @@ LOADERS: dict[str, Callable[..., ArrayDataset]] = {
 OWN_DATA: dict[str, Callable[..., ArrayDataset | record_files.RecordDataset]] = {
     "image_folder": image_folder.load,
     "text_file": lambda split, path, prepared_dir: text_file.load(split, path),
+    # A folder of splits already prepared as ArrayRecord files (`record_files.write`).
+    "records": lambda split, path, prepared_dir: record_files.RecordDataset(path, split),
 }
 NAMES = (*LOADERS, *OWN_DATA)
 EXAMPLES_KEYS = ("config.data.train_examples, config.data.eval_examples or an evaluator's "

@@ -92,8 +92,8 @@ class RecordDataset:
         if not is_prepared(folder, split):
             raise FileNotFoundError(
                 f"{folder} holds no prepared split {split!r} ({split}.array_record and "
-                f"{split}.json): prepare it first, or point config.data.path at the folder "
-                "that holds them.")
+                f"{split}.json): prepare it first (record_files.write), or point "
+                "config.data.path at the folder that holds them.")
         with open(info_path(folder, split)) as f:
             self.info = json.load(f)
         self.folder, self.split = folder, split
