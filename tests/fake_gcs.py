@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import logging
 import socket
+import sys
 from collections.abc import Iterator
 from http import HTTPStatus
 
@@ -61,6 +62,13 @@ def serving(bucket: str) -> Iterator[dict[str, str]]:
         pytest.skip("the gcs extra (gcsfs) reads and writes gs:// paths")
     logging.getLogger("gcp_storage_emulator").setLevel(logging.CRITICAL)
     _send_generation_headers(server_module)
+    # The same settings for this process, also when the clients were imported already.
+    import fsspec
+
+    fsspec.register_implementation("gs", "gcsfs.core.GCSFileSystem", clobber=True)
+    metadata = sys.modules.get("google.auth.compute_engine._metadata")
+    if metadata is not None:
+        metadata._NO_GCE_CHECK = True
     port = _free_port()
     server = server_module.create_server("127.0.0.1", port, in_memory=True,
                                          default_bucket=bucket)

@@ -7,6 +7,9 @@ Where the files are looked for:
   back to another source;
 - else `$BIGJAX_DATA_DIR`: its folder for the data set when there is one, else tfds;
 - else tfds.
+
+Folders may be local or bucket URLs (`gs://bucket/data`): every path goes through
+`etils.epath`, and files are opened with `open_binary` / `open_text`.
 """
 
 from __future__ import annotations
@@ -14,12 +17,18 @@ from __future__ import annotations
 import contextlib
 import csv
 import gzip
+import io
 import logging
 import os
 import socket
 import tarfile
 import zlib
 from collections.abc import Iterator, Sequence
+from typing import IO
+
+from etils import epath
+
+from bigjax import run_files
 
 log = logging.getLogger("bigjax")
 DATA_DIR_ENV = "BIGJAX_DATA_DIR"
@@ -33,7 +42,7 @@ DAMAGE_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, tarfile.TarError, Unico
 def data_dir(configured: str | None = None) -> str | None:
     """`config.data.data_dir` if set, else `$BIGJAX_DATA_DIR`, else None."""
     found = configured or os.environ.get(DATA_DIR_ENV) or None
-    return os.path.expanduser(found) if found else None
+    return run_files.resolve(found) if found else None
 
 
 def local_folder(name: str, files: Sequence[str], configured: str | None) -> str | None:
@@ -51,8 +60,8 @@ def local_folder(name: str, files: Sequence[str], configured: str | None) -> str
         root = os.environ.get(DATA_DIR_ENV)
         if not root:
             return None
-        folder = os.path.join(os.path.expanduser(root), name)
-        if not os.path.isdir(folder):
+        folder = run_files.join(root, name)
+        if not epath.Path(folder).is_dir():
             log.info("$%s=%s has no %s/ folder; using tfds for it.", DATA_DIR_ENV, root, name)
             return None
         fallback = "or remove the folder to use tfds"
@@ -62,17 +71,18 @@ def local_folder(name: str, files: Sequence[str], configured: str | None) -> str
 
 def _configured_folder(name: str, files: Sequence[str], configured: str) -> str:
     """`configured/name`; FileNotFoundError saying what is missing and what to do."""
-    root = os.path.abspath(os.path.expanduser(configured))
-    folder = os.path.join(root, name)
-    if os.path.isdir(folder):
+    root = run_files.resolve(configured)
+    folder = run_files.join(root, name)
+    if epath.Path(folder).is_dir():
         return folder
     expected = ", ".join(f"{name}/{f}" for f in files)
-    if not os.path.isdir(root):
+    root_exists = epath.Path(root).is_dir()
+    if not root_exists:
         problem = f"config.data.data_dir={root} does not exist"
     else:
         problem = f"config.data.data_dir={root} has no {name}/ folder (looked for {folder})"
     hint = ""
-    if os.path.isdir(root) and all(os.path.isfile(os.path.join(root, f)) for f in files):
+    if root_exists and all(epath.Path(root, f).is_file() for f in files):
         hint = f" {root} holds the files itself: set config.data.data_dir to its parent folder."
     raise FileNotFoundError(
         f"{problem}. It must hold {expected} (the layout of {LAYOUT_DOC}), or leave "
@@ -83,8 +93,8 @@ def _configured_folder(name: str, files: Sequence[str], configured: str) -> str:
 def _check_files(folder: str, name: str, files: Sequence[str], fallback: str) -> None:
     """FileNotFoundError naming the first of `files` missing from `folder`."""
     for filename in files:
-        path = os.path.join(folder, filename)
-        if not os.path.isfile(path):
+        path = run_files.join(folder, filename)
+        if not epath.Path(path).is_file():
             raise FileNotFoundError(
                 f"{path} is missing: {folder} must hold {', '.join(files)} to prepare {name} "
                 f"offline (see {LAYOUT_DOC}), {fallback}."
@@ -97,6 +107,16 @@ def damaged_message(path: str, detail: str) -> str:
         f"{path} is damaged ({detail}): it looks truncated or corrupt. Re-download it or copy "
         "it again (`sha256sum -c SHA256SUMS` in the offline data folder checks its copies)."
     )
+
+
+def open_binary(path: str) -> IO[bytes]:
+    """`path` (local or in a bucket) opened for reading bytes."""
+    return epath.Path(path).open("rb")
+
+
+def open_text(path: str) -> IO[str]:
+    """`path` opened for reading UTF-8 text, newlines untranslated (what `csv` needs)."""
+    return io.TextIOWrapper(open_binary(path), encoding="utf-8", newline="")
 
 
 @contextlib.contextmanager

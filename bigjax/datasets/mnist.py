@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 
 import numpy as np
 
@@ -20,9 +19,8 @@ ALL_FILES = tuple(f for pair in IDX_FILES.values() for f in pair)
 def read_idx(path: str) -> np.ndarray:
     """Parses one (optionally gzipped) IDX file into a numpy array; a damaged file (truncated,
     corrupt, not IDX) raises ValueError naming it."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with local_files.reading(path), opener(path, "rb") as f:
-        raw = f.read()
+    with local_files.reading(path), local_files.open_binary(path) as file:
+        raw = gzip.GzipFile(fileobj=file).read() if path.endswith(".gz") else file.read()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise ValueError(local_files.damaged_message(
             path, f"not an unsigned-byte IDX file: magic number {raw[:4].hex() or 'absent'}"))
@@ -41,7 +39,7 @@ def load(split: str, data_dir: str | None = None) -> ArrayDataset:
     folder = local_files.local_folder("mnist", ALL_FILES, data_dir)
     if folder is None:
         return _load_with_tfds(split)
-    images_path, labels_path = (os.path.join(folder, f) for f in IDX_FILES[split])
+    images_path, labels_path = (f"{folder}/{f}" for f in IDX_FILES[split])
     images = read_idx(images_path)
     labels = read_idx(labels_path).astype(np.int32)
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:

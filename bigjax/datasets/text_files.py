@@ -10,7 +10,6 @@ stratified, with a fixed seed into `train` and `test`).
 from __future__ import annotations
 
 import csv
-import os
 import tarfile
 
 import numpy as np
@@ -38,7 +37,7 @@ def load_imdb(split: str, data_dir: str | None) -> ArrayDataset:
     folder = local_files.local_folder("imdb", ["aclImdb_v1.tar.gz"], data_dir)
     if folder is None:
         return _from_tfds("imdb_reviews", split, "imdb/aclImdb_v1.tar.gz", ("text",), 2)
-    path = os.path.join(folder, "aclImdb_v1.tar.gz")
+    path = f"{folder}/aclImdb_v1.tar.gz"
     with local_files.reading(path):
         texts, labels = _read_imdb_archive(path, split)
     local_files.require_examples(len(labels), "imdb_reviews", split, path)
@@ -50,7 +49,7 @@ def _read_imdb_archive(path: str, split: str) -> tuple[list[str], list[int]]:
     archive raises (never ends early)."""
     texts, labels = [], []
     prefix = f"aclImdb/{split}/"
-    with tarfile.open(path, "r:gz") as tar:
+    with local_files.open_binary(path) as file, tarfile.open(fileobj=file, mode="r:gz") as tar:
         for member in tar:
             name = member.name
             if not (member.isfile() and name.startswith(prefix) and name.endswith(".txt")):
@@ -82,7 +81,7 @@ def load_sst2(split: str, data_dir: str | None) -> ArrayDataset:
     folder = local_files.local_folder("sst2", [SST2_FILES[split]], data_dir)
     if folder is None:
         return _from_tfds("glue/sst2", split, f"sst2/{SST2_FILES[split]}", ("sentence",), 2)
-    path = os.path.join(folder, SST2_FILES[split])
+    path = f"{folder}/{SST2_FILES[split]}"
     with local_files.reading(path):
         texts, labels = _read_sst2(path)
     local_files.require_examples(len(labels), "glue/sst2", split, path)
@@ -92,7 +91,7 @@ def load_sst2(split: str, data_dir: str | None) -> ArrayDataset:
 def _read_sst2(path: str) -> tuple[list[str], list[int]]:
     """The rows of an SST-2 file: a header `label<TAB>sentence`, then one row per line."""
     texts, labels = [], []
-    with open(path, newline="", encoding="utf-8") as f:
+    with local_files.open_text(path) as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
         if header is None or len(header) != 2 or header[0] != "label":
@@ -116,7 +115,7 @@ def load_ag_news(split: str, data_dir: str | None) -> ArrayDataset:
     if folder is None:
         return _from_tfds("ag_news_subset", split, "ag_news/test.csv",
                           ("title", "description"), 4)
-    path = os.path.join(folder, "test.csv")
+    path = f"{folder}/test.csv"
     with local_files.reading(path):
         texts, labels = _read_ag_news(path)
     local_files.require_examples(len(labels), "ag_news_subset", split, path)
@@ -132,7 +131,7 @@ def load_ag_news(split: str, data_dir: str | None) -> ArrayDataset:
 def _read_ag_news(path: str) -> tuple[list[str], list[int]]:
     """Texts "title. description" and 0-based labels of an AG News CSV (classes 1..4)."""
     texts, labels = [], []
-    with open(path, newline="", encoding="utf-8") as f:
+    with local_files.open_text(path) as f:
         reader = csv.DictReader(f, strict=True)  # strict: a cut-off quoted field raises
         if not set(AG_NEWS_COLUMNS) <= set(reader.fieldnames or ()):
             raise ValueError(local_files.damaged_message(

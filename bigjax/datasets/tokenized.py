@@ -14,7 +14,9 @@ import os
 
 import ml_collections
 import numpy as np
+from etils import epath
 
+from bigjax import run_files
 from bigjax.datasets.array_dataset import ArrayDataset
 from bigjax.pp.tokenizer import WordPieceTokenizer
 from bigjax.user_cache import cache_dir
@@ -29,8 +31,8 @@ def vocab_file(vocab: str) -> str:
         from bigjax.models.hf_bert_import import minilm_folder
 
         vocab = minilm_folder()
-    path = os.path.join(vocab, "vocab.txt") if os.path.isdir(vocab) else vocab
-    if not os.path.isfile(path):
+    path = run_files.join(vocab, "vocab.txt") if epath.Path(vocab).is_dir() else vocab
+    if not epath.Path(path).is_file():
         raise FileNotFoundError(f"Vocab file {path} not found (config.data.tokenizer.vocab).")
     return path
 
@@ -44,8 +46,7 @@ def make_tokenizer(tokenizer_config: ml_collections.ConfigDict) -> WordPieceToke
 
 def _cache_key(data: ArrayDataset, tokenizer_config, vocab_path: str) -> str:
     digest = hashlib.sha256()
-    with open(vocab_path, "rb") as f:
-        digest.update(f.read())
+    digest.update(epath.Path(vocab_path).read_bytes())
     digest.update(repr((tokenizer_config.max_len, tokenizer_config.get("lowercase", True),
                         data.name, len(data))).encode())
     if tokenizer_config.get("head_tokens") is not None:  # keeps older cache keys valid

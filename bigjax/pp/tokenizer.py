@@ -7,7 +7,10 @@ import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+from etils import epath
 from tokenizers import BertWordPieceTokenizer
+
+from bigjax import run_files
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -32,12 +35,15 @@ class WordPieceTokenizer:
         if head_tokens is not None and not 2 <= head_tokens < max_len:
             raise ValueError(f"head_tokens={head_tokens} must be in [2, max_len={max_len}) "
                              "(or None to keep only the start of long texts).")
-        if not os.path.isfile(vocab_file):
+        if not epath.Path(vocab_file).is_file():
             raise FileNotFoundError(f"WordPiece vocab file {vocab_file!r} does not exist.")
         self.vocab_file = vocab_file
         self.max_len = max_len
         self.head_tokens = head_tokens
-        self._tok = BertWordPieceTokenizer(vocab_file, lowercase=lowercase)
+        # A file in a bucket is read through epath: the tokenizers library reads local paths.
+        vocab = (vocab_file if not run_files.is_url(vocab_file) else
+                 {t: i for i, t in enumerate(epath.Path(vocab_file).read_text().splitlines())})
+        self._tok = BertWordPieceTokenizer(vocab, lowercase=lowercase)
         ids = {t: self._tok.token_to_id(t) for t in SPECIAL_TOKENS}
         missing = [t for t, i in ids.items() if i is None]
         if missing:
@@ -53,11 +59,10 @@ class WordPieceTokenizer:
     def from_folder(cls, folder: str, *, max_len: int = 128) -> WordPieceTokenizer:
         """From a HF model folder: ``vocab.txt`` (+ ``do_lower_case`` of tokenizer_config.json)."""
         lowercase = True
-        config_path = os.path.join(folder, "tokenizer_config.json")
-        if os.path.isfile(config_path):
-            with open(config_path) as f:
-                lowercase = json.load(f).get("do_lower_case", True)
-        return cls(os.path.join(folder, "vocab.txt"), lowercase=lowercase, max_len=max_len)
+        config_path = epath.Path(folder) / "tokenizer_config.json"
+        if config_path.is_file():
+            lowercase = json.loads(config_path.read_text()).get("do_lower_case", True)
+        return cls(run_files.join(folder, "vocab.txt"), lowercase=lowercase, max_len=max_len)
 
     def encode(
         self,
