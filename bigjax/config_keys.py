@@ -55,6 +55,13 @@ DATA = Section("What is read, from where.", {
                           "examples (None: all).", range=POSITIVE, nullable=True),
     "eval_examples": Key("int", None, "evaluate on a fixed random subset of this many "
                          "examples (None: all).", range=POSITIVE, nullable=True),
+    "workers": Key("int", 0, "grain worker processes that read and host-preprocess the "
+                   "training batches (0: one reader thread in the training process); the "
+                   "batches are the same for any number.", range=NON_NEGATIVE),
+    "host_crop_scale": Key("floats", None, "random-resized crop on the host (in the "
+                           "readers): each training image is cut to a random [min, max] "
+                           "fraction of its area, aspect ratio 3/4..4/3, and resized back to "
+                           "its size (None: off).", nullable=True),
     "input_shape": Key("ints", None, "expected shape of one input (checked at start; None: "
                        "not checked).", range=POSITIVE, nullable=True),
     "tokenizer": Section("WordPiece tokenization of text data sets (None: not text).", {

@@ -20,6 +20,7 @@ from bigjax import datasets, durations, models, optim, pp, sharding, tasks
 from bigjax.datasets import tokenized
 from bigjax.datasets.array_dataset import Examples
 from bigjax.input_pipeline import TrainBatches
+from bigjax.pp.host_crop import HostCrop
 from bigjax.tasks.base import Task
 from bigjax.train_state import abstract_state, make_init_fn, make_variables_init
 
@@ -86,8 +87,10 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
             f"{config.batch_size} a multiple of it times the "
             f"{sharding.num_batch_shards(parts.mesh)} devices on the batch axes.")
     train_data = parts.load_split(config.data.train_split, config.data.get("train_examples"))
+    crop = config.data.get("host_crop_scale")
     train_batches = TrainBatches(train_data, config.batch_size, config.seed,
-                                 sharding.process_rows(parts.mesh, config.batch_size))
+                                 sharding.process_rows(parts.mesh, config.batch_size),
+                                 host_transform=HostCrop(tuple(crop)) if crop else None)
     steps_per_epoch = train_batches.steps_per_epoch
     total_steps = durations.resolve_steps(config, "total", steps_per_epoch)
     if not total_steps or total_steps <= 0:

@@ -12,13 +12,18 @@ position (`DataPosition`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 
 import grain
 import jax
 import numpy as np
 
 from bigjax.datasets.array_dataset import ArrayDataset, Examples
+
+# `(batch, rngs) -> batch`: host-side preprocessing, `rngs[i]` for example i.
+HostTransform = Callable[[dict[str, np.ndarray], list[np.random.Generator]],
+                         dict[str, np.ndarray]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +61,10 @@ class TrainBatches:
     """
 
     def __init__(self, data: Examples, global_batch_size: int, seed: int,
-                 rows: slice | None = None):
+                 rows: slice | None = None, host_transform: HostTransform | None = None):
+        """`host_transform(batch, rngs) -> batch`: host-side preprocessing of each batch
+        (e.g. `pp.host_crop.HostCrop`), `rngs[i]` seeded by (seed, batch index, global
+        row) for example i."""
         if len(data) < global_batch_size:
             raise ValueError(
                 f"Data set {data.name!r} has {len(data)} examples, fewer than the batch size "
@@ -66,6 +74,7 @@ class TrainBatches:
         self.global_batch_size = global_batch_size
         self.seed = seed
         self._rows = rows or _process_rows(global_batch_size)
+        self.host_transform = host_transform
         self._epoch_cache: tuple[int, np.ndarray] | None = None
 
     @property
@@ -91,27 +100,55 @@ class TrainBatches:
         return self._epoch_order(epoch)[k * size:(k + 1) * size]
 
     def __getitem__(self, batch_index: int) -> dict[str, np.ndarray]:
-        return self.data.take(self.global_indices(batch_index)[self._rows])
+        return self._transformed(batch_index, self.data.take(
+            self.global_indices(batch_index)[self._rows]))
+
+    def _transformed(self, batch_index: int, batch: dict[str, np.ndarray]
+                     ) -> dict[str, np.ndarray]:
+        """`batch` after the host transform (if any), with one generator per example."""
+        if self.host_transform is None:
+            return batch
+        rows = np.arange(self.global_batch_size)[self._rows]
+        rngs = [np.random.default_rng([self.seed, batch_index, int(r)]) for r in rows]
+        return self.host_transform(batch, rngs)
 
     def chunk(self, first: int, count: int) -> dict[str, np.ndarray]:
         """Batches `first, ..., first + count - 1` stacked, `[count, rows, ...]`: one gather
         of all their rows (what a train-step call of `count` steps takes)."""
         rows = np.concatenate([self.global_indices(first + j)[self._rows] for j in range(count)])
         flat = self.data.take(rows)
-        return {k: v.reshape(count, -1, *v.shape[1:]) for k, v in flat.items()}
+        stacked = {k: v.reshape(count, -1, *v.shape[1:]) for k, v in flat.items()}
+        if self.host_transform is None:
+            return stacked
+        batches = [self._transformed(first + j, {k: v[j] for k, v in stacked.items()})
+                   for j in range(count)]
+        return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
 
-    def iterate(self, start: int, stop: int, prefetch: int = 2, per_call: int = 1
-                ) -> Iterator[dict[str, np.ndarray]]:
-        """Batches `start, ..., stop - 1`, read ahead on a background thread; with
-        `per_call` > 1, `(stop - start) / per_call` chunks of `per_call` stacked batches
-        (`chunk`), so the train loop gathers and places each call's data once."""
+    def iterate(self, start: int, stop: int, prefetch: int = 2, per_call: int = 1,
+                workers: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """Batches `start, ..., stop - 1`, read ahead; with `per_call` > 1,
+        `(stop - start) / per_call` chunks of `per_call` stacked batches (`chunk`), so the
+        train loop gathers and places each call's data once.
+
+        `workers` = 0: read (and host-transformed) on one background thread. `workers` > 0:
+        by that many grain worker processes, each producing every `workers`-th batch;
+        grain interleaves them back in order, so the batches are the same either way.
+        """
         if per_call == 1:
             ds = grain.MapDataset.range(start, stop).map(self.__getitem__)
         else:
             ds = grain.MapDataset.range(start, stop, per_call).map(
-                lambda first: self.chunk(first, per_call))
+                functools.partial(_chunk_at, self, per_call))
         options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch)
-        return iter(ds.to_iter_dataset(options))
+        iter_ds = ds.to_iter_dataset(options)
+        if workers:
+            from absl import flags
+
+            if not flags.FLAGS.is_parsed():  # grain reads its absl flags (their defaults)
+                flags.FLAGS.mark_as_parsed()
+            iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(
+                num_workers=workers, per_worker_buffer_size=prefetch)).map(_own_arrays)
+        return iter(iter_ds)
 
     def position(self, next_batch: int) -> DataPosition:
         return DataPosition(next_batch, self.seed, self.global_batch_size, len(self.data))
@@ -128,6 +165,17 @@ class TrainBatches:
                 "Use the original config values or a fresh --workdir."
             )
         return int(saved["next_batch"])
+
+
+def _own_arrays(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`batch` copied out of the shared memory a worker process handed it over in, so that
+    grain can release that memory at once."""
+    return {k: np.array(v) for k, v in batch.items()}
+
+
+def _chunk_at(batches: TrainBatches, per_call: int, first: int) -> dict[str, np.ndarray]:
+    """`batches.chunk(first, per_call)` as a picklable function (for worker processes)."""
+    return batches.chunk(first, per_call)
 
 
 def check_trim_multiple(trim_multiple) -> None:

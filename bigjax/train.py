@@ -45,7 +45,7 @@ log = logging.getLogger("bigjax")
 RESUMABLE_CHANGES = ("total_steps", "total_epochs", "log_every_steps", "eval_every_steps",
                      "eval_every_epochs", "checkpoint.every_steps", "checkpoint.keep",
                      "eval_batch_size", "eval_trim_multiple", "data.eval_examples",
-                     "divergence_factor", "compilation_cache_dir")
+                     "divergence_factor", "compilation_cache_dir", "data.workers")
 RESUMABLE_PREFIXES = ("evals.",)
 # Key of the data item of a checkpoint: evaluators that were due when a preempted run
 # saved it (run first on resume, so a preemption never skips an evaluation).
@@ -251,7 +251,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                                      cache_folder, "the train step")
     progress = Progress(exp.total_steps, config.batch_size, step)
     preemption = PreemptionCheck()
-    batches = exp.train_batches.iterate(step, exp.total_steps, per_call=per_call)
+    batches = exp.train_batches.iterate(step, exp.total_steps, per_call=per_call,
+                                        workers=config.data.workers)
     pending: list = []  # (first step, device metrics) not yet fetched
     unlogged: list = []  # fetched values since the last written row
     divergence = config.divergence_factor
