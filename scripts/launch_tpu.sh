@@ -10,7 +10,7 @@
 #   2. copies it to every worker (`gcloud compute tpus tpu-vm scp --worker=all`);
 #   3. on every worker at once (`gcloud compute tpus tpu-vm ssh --worker=all`): unpacks
 #      it into ~/bigjax-<commit>, installs it with the TPU extra (`pip install -e
-#      '.[tpu]'`), and runs `python -m bigjax.main --distributed --config=... --workdir=...`
+#      '.[tpu,gcs]'`: gs:// workdirs), and runs `python -m bigjax.main --distributed --config=... --workdir=...`
 #      plus the overrides after `--`. `--distributed` makes every worker join
 #      jax.distributed, which finds the pod's coordinator by itself on a TPU VM.
 # The workdir must be a folder every worker sees (the same path on all of them: a
@@ -58,7 +58,7 @@ gcloud_flags=(--zone="$zone" --worker=all)
 main_args=(python -m bigjax.main --distributed --config="$config" --workdir="$workdir"
            "${overrides[@]}")
 remote="set -e; mkdir -p ~/bigjax-$commit; tar -xzf ~/$archive -C ~/bigjax-$commit;"
-remote+=" cd ~/bigjax-$commit; pip install -q -e '.[tpu]'; $(quote "${main_args[@]}")"
+remote+=" cd ~/bigjax-$commit; pip install -q -e '.[tpu,gcs]'; $(quote "${main_args[@]}")"
 
 steps=(
   "$(quote git -C "$repo" archive --format=tar.gz -o "/tmp/$archive" HEAD)"

@@ -51,7 +51,7 @@ def test_tpu_print_and_run(tmp_path):
     assert ssh_argv[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "pod"]
     assert "--worker=all" in ssh_argv and "--zone=us-central2-b" in ssh_argv
     remote = next(a for a in ssh_argv if a.startswith("--command="))
-    assert "pip install -q -e '.[tpu]'" in remote
+    assert "pip install -q -e '.[tpu,gcs]'" in remote
     assert bigjax_args(remote) == ["python", "-m", "bigjax.main", "--distributed",
                                    "--config=configs/mnist_cnn.py",
                                    "--workdir=/shared/runs/a", "--config.seed=3", TRICKY]
