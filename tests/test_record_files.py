@@ -68,3 +68,22 @@ def test_damaged_or_missing_records_are_refused(tmp_path):
                            iter([{"x": np.zeros(2)}, {"x": np.zeros(3)}]), "mixed")
     assert not record_files.is_prepared(str(tmp_path), "mixed")
     assert not [f for f in os.listdir(tmp_path) if f.startswith("mixed")]  # no leftovers
+
+
+def test_tfds_data_source_is_read_by_index_like_the_in_memory_copy():
+    """On a machine with no offline copy, `on_disk` reads tfds's own ArrayRecord files
+    through `tfds.data_source` (here tfds's mock data: no download)."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from bigjax.datasets.tfds_source import TfdsDataset
+
+    with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):
+        source = tfds.builder("mnist", file_format="array_record").as_data_source(split="test")
+        on_disk = TfdsDataset(source, "mnist", 10,
+                              {"image": ("image", np.uint8), "label": ("label", np.int32)})
+        examples = [source[i] for i in range(len(source))]
+        memory = datasets.ArrayDataset(
+            {"image": np.stack([e["image"] for e in examples]).astype(np.uint8),
+             "label": np.asarray([e["label"] for e in examples], np.int32)}, 10, "mnist")
+        assert memory.features["image"].shape == (40, 28, 28, 1)
+        _assert_same_batches(memory, on_disk, 8)
+        _assert_same_batches(memory.subset(np.arange(5, 29)), on_disk.subset(np.arange(5, 29)), 8)

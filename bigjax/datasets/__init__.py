@@ -24,6 +24,7 @@ from bigjax.datasets import (
     text_files,
 )
 from bigjax.datasets.array_dataset import ArrayDataset
+from bigjax.datasets.tfds_source import TfdsDataset
 from bigjax.user_cache import cache_dir
 
 log = logging.getLogger("bigjax")
@@ -43,6 +44,10 @@ OWN_DATA: dict[str, Callable[..., ArrayDataset | record_files.RecordDataset]] = 
     "records": lambda split, path, prepared_dir: record_files.RecordDataset(path, split),
 }
 NAMES = (*LOADERS, *OWN_DATA)
+# With `on_disk`: tfds names read by index from tfds's own ArrayRecord files
+# (`tfds.data_source`) when no offline copy is configured: loader(split, data_dir) ->
+# TfdsDataset, or None to prepare the offline files into bigjax's ArrayRecord files.
+TFDS_SOURCES: dict[str, Callable[..., TfdsDataset | None]] = {"mnist": mnist.data_source}
 EXAMPLES_KEYS = ("config.data.train_examples, config.data.eval_examples or an evaluator's "
                  "`examples`")
 
@@ -66,7 +71,8 @@ def load(name: str, split: str, data_dir: str | None = None, examples: int | Non
     if name in OWN_DATA:
         data = OWN_DATA[name](split, path, prepared_dir)
     elif on_disk:
-        data = _prepared(name, split, data_dir, prepared_dir)
+        source = TFDS_SOURCES[name](split, data_dir) if name in TFDS_SOURCES else None
+        data = source if source is not None else _prepared(name, split, data_dir, prepared_dir)
     else:
         data = LOADERS[name](split, data_dir)
     return subset_examples(data, examples, split)

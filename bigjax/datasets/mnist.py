@@ -8,6 +8,7 @@ import numpy as np
 
 from bigjax.datasets import local_files
 from bigjax.datasets.array_dataset import ArrayDataset
+from bigjax.datasets.tfds_source import TfdsDataset
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -51,7 +52,18 @@ def load(split: str, data_dir: str | None = None) -> ArrayDataset:
     return ArrayDataset({"image": images[..., None], "label": labels}, 10, "mnist")
 
 
-def _load_with_tfds(split: str) -> ArrayDataset:
+def data_source(split: str, data_dir: str | None = None) -> TfdsDataset | None:
+    """Split `split` read by index from tfds's ArrayRecord files (downloaded and prepared
+    by tfds when needed), or None when offline IDX files are configured (then they are
+    prepared into bigjax's own ArrayRecord files instead)."""
+    local_files.check_split("mnist", split, list(IDX_FILES))
+    if local_files.local_folder("mnist", ALL_FILES, data_dir) is not None:
+        return None
+    return TfdsDataset(_tfds_source(split), "mnist", 10,
+                       {"image": ("image", np.uint8), "label": ("label", np.int32)})
+
+
+def _tfds_source(split: str):
     import tensorflow_datasets as tfds
 
     builder = tfds.builder("mnist", file_format="array_record")
@@ -60,6 +72,11 @@ def _load_with_tfds(split: str) -> ArrayDataset:
         builder.download_and_prepare()
     source = builder.as_data_source(split=split)
     local_files.require_examples(len(source), "mnist", split, "tfds")
+    return source
+
+
+def _load_with_tfds(split: str) -> ArrayDataset:
+    source = _tfds_source(split)
     examples = [source[i] for i in range(len(source))]
     images = np.stack([np.asarray(e["image"], np.uint8) for e in examples])
     labels = np.asarray([e["label"] for e in examples], np.int32)
