@@ -1,5 +1,6 @@
 """On-disk ArrayRecord data sets give exactly the in-memory batches."""
 
+import json
 import os
 
 import numpy as np
@@ -67,6 +68,12 @@ def test_damaged_or_missing_records_are_refused(tmp_path):
         record_files.write(str(tmp_path), "mixed",
                            iter([{"x": np.zeros(2)}, {"x": np.zeros(3)}]), "mixed")
     assert not record_files.is_prepared(str(tmp_path), "mixed")
+    # Files of another layout are never misread: prepared again, or refused by name.
+    info = json.loads((tmp_path / "test.json").read_text())
+    (tmp_path / "test.json").write_text(json.dumps({**info, "format": "msgpack-0"}))
+    assert not record_files.is_prepared(str(tmp_path), "test")
+    with pytest.raises(ValueError, match="format 'msgpack-0'.*prepare the data set again"):
+        record_files.RecordDataset(str(tmp_path), "test")
     assert not [f for f in os.listdir(tmp_path) if f.startswith("mixed")]  # no leftovers
 
 

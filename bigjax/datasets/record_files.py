@@ -1,11 +1,12 @@
 """Data sets prepared on disk once and read by index: ArrayRecord files.
 
 A prepared split is two files in a folder:
-- `<split>.array_record`: one record per example, its columns as a msgpack map of
-  numpy arrays (flax.serialization: no pickle), written with group size 1 so that
-  any example is read without its neighbours;
-- `<split>.json`: the number of examples, the columns (dtype and per-example shape),
-  the number of classes and the class names.
+- `<split>.array_record`: one record per example, the raw bytes of its columns one
+  after the other (every example has the same columns, dtypes and shapes, so a batch
+  of records decodes as one numpy buffer: no per-example parsing, no pickle), written
+  with group size 1 so that any example is read without its neighbours;
+- `<split>.json`: the number of examples, the columns in record order (dtype and
+  per-example shape), the number of classes and the class names.
 
 `RecordDataset` reads examples by index (`take`), so a process holds only the batches
 it is working on, whatever the size of the split; it has `ArrayDataset`'s interface
@@ -19,12 +20,15 @@ import os
 from collections.abc import Iterable
 
 import numpy as np
-from array_record.python.array_record_data_source import ArrayRecordDataSource
-from array_record.python.array_record_module import ArrayRecordWriter
-from flax import serialization
+from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
 
 # One example per chunk: random access reads (and decompresses) exactly one example.
 WRITER_OPTIONS = "group_size:1"
+# Random access: no read-ahead. One `read(indices)` call per batch is ~5x faster here
+# than grain's ArrayRecordDataSource, which reads record by record on a thread pool.
+READER_OPTIONS = "readahead_buffer_size:0"
+# The record layout, stored in `<split>.json`: files of another layout are prepared again.
+FORMAT = "bigjax-columns-1"
 
 
 def records_path(folder: str, split: str) -> str:
@@ -36,8 +40,13 @@ def info_path(folder: str, split: str) -> str:
 
 
 def is_prepared(folder: str, split: str) -> bool:
-    """Whether `folder` holds a complete prepared `split` (the info file is written last)."""
-    return os.path.isfile(info_path(folder, split)) and os.path.isfile(records_path(folder, split))
+    """Whether `folder` holds a complete prepared `split` of this `FORMAT` (the info file
+    is written last)."""
+    if not (os.path.isfile(info_path(folder, split)) and
+            os.path.isfile(records_path(folder, split))):
+        return False
+    with open(info_path(folder, split)) as f:
+        return json.load(f).get("format") == FORMAT
 
 
 def write(folder: str, split: str, examples: Iterable[dict[str, np.ndarray]], name: str,
@@ -63,7 +72,7 @@ def write(folder: str, split: str, examples: Iterable[dict[str, np.ndarray]], na
                 raise ValueError(f"Example {count} of {name!r} ({split}) has columns {found}, "
                                  f"the first one {columns}: every example must have the same "
                                  "columns, dtypes and shapes (resize images to one size).")
-            writer.write(serialization.msgpack_serialize(arrays))
+            writer.write(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays.values()))
             count += 1
         if count == 0:
             raise ValueError(f"Split {split!r} of {name!r} has no examples to prepare.")
@@ -73,8 +82,8 @@ def write(folder: str, split: str, examples: Iterable[dict[str, np.ndarray]], na
         raise
     writer.close()
     os.replace(tmp, records_path(folder, split))
-    info = {"name": name, "split": split, "num_examples": count, "columns": columns,
-            "num_classes": num_classes, "class_names": class_names}
+    info = {"format": FORMAT, "name": name, "split": split, "num_examples": count,
+            "columns": columns, "num_classes": num_classes, "class_names": class_names}
     with open(f"{info_path(folder, split)}.{os.getpid()}.tmp", "w") as f:
         json.dump(info, f)
     os.replace(f"{info_path(folder, split)}.{os.getpid()}.tmp", info_path(folder, split))
@@ -89,27 +98,44 @@ class RecordDataset:
     """
 
     def __init__(self, folder: str, split: str, indices: np.ndarray | None = None):
-        if not is_prepared(folder, split):
+        if not os.path.isfile(info_path(folder, split)) or \
+                not os.path.isfile(records_path(folder, split)):
             raise FileNotFoundError(
                 f"{folder} holds no prepared split {split!r} ({split}.array_record and "
                 f"{split}.json): prepare it first (record_files.write), or point "
                 "config.data.path at the folder that holds them.")
         with open(info_path(folder, split)) as f:
             self.info = json.load(f)
+        if self.info.get("format") != FORMAT:
+            raise ValueError(
+                f"{info_path(folder, split)} describes records of format "
+                f"{self.info.get('format', 'unnamed')!r}, this bigjax reads {FORMAT!r}: "
+                "prepare the data set again.")
         self.folder, self.split = folder, split
         self.name = self.info["name"]
         self.num_classes = self.info["num_classes"]
         self.class_names = self.info.get("class_names")
         self._indices = None if indices is None else np.asarray(indices, np.int64)
-        self._source = ArrayRecordDataSource([records_path(folder, split)])
-        if len(self._source) != self.info["num_examples"]:
+        self._reader = None
+        found = self._open().num_records()
+        if found != self.info["num_examples"]:
             raise ValueError(
-                f"{records_path(folder, split)} holds {len(self._source)} records, its "
-                f"{split}.json says {self.info['num_examples']}: the folder is damaged; "
-                "delete it and prepare the data set again.")
+                f"{records_path(folder, split)} holds {found} records, its {split}.json "
+                f"says {self.info['num_examples']}: the folder is damaged; delete it and "
+                "prepare the data set again.")
+
+    def _open(self) -> ArrayRecordReader:
+        """The file's reader, opened on first use in each process."""
+        if self._reader is None:
+            self._reader = ArrayRecordReader(records_path(self.folder, self.split),
+                                             READER_OPTIONS, file_reader_buffer_size=32768)
+        return self._reader
+
+    def __getstate__(self) -> dict:  # for grain worker processes: they open their own
+        return {**self.__dict__, "_reader": None}
 
     def __len__(self) -> int:
-        return len(self._source) if self._indices is None else len(self._indices)
+        return self.info["num_examples"] if self._indices is None else len(self._indices)
 
     def columns(self) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
         """`{column: (dtype, per-example shape)}`."""
@@ -120,10 +146,16 @@ class RecordDataset:
         indices = np.asarray(indices, np.int64)
         if self._indices is not None:
             indices = self._indices[indices]
-        records = self._source.__getitems__([int(i) for i in indices])
-        examples = [serialization.msgpack_restore(r) for r in records]
-        return {k: np.stack([e[k] for e in examples]) if examples else
-                np.zeros((0, *shape), dtype) for k, (dtype, shape) in self.columns().items()}
+        records = self._open().read([int(i) for i in indices]) if len(indices) else []
+        columns = self.columns()
+        sizes = [dtype.itemsize * int(np.prod(shape)) for dtype, shape in columns.values()]
+        raw = np.frombuffer(b"".join(records), np.uint8).reshape(len(indices), sum(sizes))
+        out, offset = {}, 0
+        for (name, (dtype, shape)), size in zip(columns.items(), sizes, strict=True):
+            column = np.ascontiguousarray(raw[:, offset:offset + size])
+            out[name] = column.view(dtype).reshape(len(indices), *shape)
+            offset += size
+        return out
 
     def subset(self, indices: np.ndarray, name: str | None = None) -> RecordDataset:
         """The examples at `indices`, still on disk."""
