@@ -45,7 +45,9 @@ log = logging.getLogger("bigjax")
 RESUMABLE_CHANGES = ("total_steps", "total_epochs", "log_every_steps", "eval_every_steps",
                      "eval_every_epochs", "checkpoint.every_steps", "checkpoint.keep",
                      "eval_batch_size", "eval_trim_multiple", "data.eval_examples",
-                     "divergence_factor", "compilation_cache_dir", "data.workers")
+                     "divergence_factor", "compilation_cache_dir",
+                     # Where and by whom the same batches are read (tested equal):
+                     "data.workers", "data.on_disk", "data.prepared_dir")
 RESUMABLE_PREFIXES = ("evals.",)
 # Key of the data item of a checkpoint: evaluators that were due when a preempted run
 # saved it (run first on resume, so a preemption never skips an evaluation).

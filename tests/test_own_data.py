@@ -68,6 +68,15 @@ def test_image_folder_errors_say_what_to_do(image_dir, tmp_path):
         image_folder.load("validation", str(image_dir), str(tmp_path))
     with pytest.raises(FileNotFoundError, match="neither a folder nor a .tar"):
         image_folder.load("train", str(tmp_path / "absent"), str(tmp_path))
+    from PIL import Image
+
+    odd = tmp_path / "odd"
+    for i, size in enumerate((8, 8, 9)):
+        (odd / "train" / "a").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (size, size)).save(odd / "train" / "a" / f"{i}.png")
+    with pytest.raises(ValueError, match=r"2.png is \(9, 9, 3\).*0.png is \(8, 8, 3\)"):
+        image_folder.load("train", str(odd), str(tmp_path / "prepared"))
+    assert not list((tmp_path / "prepared").glob("*/*/train.*"))  # nothing half-prepared
 
 
 @pytest.mark.slow

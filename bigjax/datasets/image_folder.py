@@ -65,14 +65,26 @@ def _images(path: str, members: list[str]) -> Iterator[np.ndarray]:
         array = np.asarray(image, np.uint8)
         return array[..., None] if array.ndim == 2 else array
 
-    if os.path.isdir(path):
-        for member in members:
-            with open(member, "rb") as f:
-                yield decode(f.read(), member)
-    else:
-        with tarfile.open(path) as tar:
+    def read() -> Iterator[tuple[bytes, str]]:
+        if os.path.isdir(path):
             for member in members:
-                yield decode(tar.extractfile(member).read(), f"{path}:{member}")
+                with open(member, "rb") as f:
+                    yield f.read(), member
+        else:
+            with tarfile.open(path) as tar:
+                for member in members:
+                    yield tar.extractfile(member).read(), f"{path}:{member}"
+
+    first = None
+    for data, where in read():
+        image = decode(data, where)
+        if first is None:
+            first = (image.shape, where)
+        elif image.shape != first[0]:
+            raise ValueError(f"{where} is {image.shape} (height, width, channels) but "
+                             f"{first[1]} is {first[0]}: every image of a split must have "
+                             "one size and colour mode; resize or convert them first.")
+        yield image
 
 
 def _fingerprint(path: str, listing: list[tuple[str, str, str]]) -> str:

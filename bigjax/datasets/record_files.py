@@ -71,7 +71,7 @@ def write(folder: str, split: str, examples: Iterable[dict[str, np.ndarray]], na
             elif found != columns:
                 raise ValueError(f"Example {count} of {name!r} ({split}) has columns {found}, "
                                  f"the first one {columns}: every example must have the same "
-                                 "columns, dtypes and shapes (resize images to one size).")
+                                 "columns, dtypes and shapes.")
             writer.write(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays.values()))
             count += 1
         if count == 0:
