@@ -53,15 +53,32 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=not read_only, enable_async_checkpointing=async_save,
             read_only=read_only,
-            # A save a killed run left half-written (a `*.orbax-checkpoint-tmp-*` folder on
-            # a local disk; a step folder without `commit_success.txt` in a bucket, where
-            # nothing is renamed) is never listed; it is deleted so that this run's save of
-            # the same step starts clean.
-            cleanup_tmp_directories=not read_only,
+            # A save a killed run left half-written on a local disk (a
+            # `*.orbax-checkpoint-tmp-*` folder, never listed) is deleted. In a bucket a
+            # half-written save is a step folder without `commit_success.txt`, like one
+            # copied there without it: never deleted here (Orbax replaces it only when
+            # this run saves that same step), and named in a warning.
+            cleanup_tmp_directories=not read_only and not run_files.is_url(workdir),
         )
         self._manager = _Manager(
             self.directory, options=options, item_names=("state", "data")
         )
+        if run_files.is_url(workdir) and not read_only:
+            self._warn_uncommitted()
+
+    def _warn_uncommitted(self) -> None:
+        """Names the step folders of a bucket workdir that lack `commit_success.txt`."""
+        folder = epath.Path(self.directory)
+        steps = [p.name for p in folder.iterdir() if p.name.isdigit()] if folder.exists() else []
+        uncommitted = sorted((s for s in steps if not (folder / s / "commit_success.txt").exists()),
+                             key=int)
+        if uncommitted and jax.process_index() == 0:
+            log.warning(
+                "Checkpoint folders %s in %s have no commit_success.txt: saves a killed run "
+                "left unfinished, or checkpoints copied from a local disk. They are not "
+                "resumed from, and a save of the same step replaces them. To keep a copied "
+                "one, add an empty commit_success.txt to it.", ", ".join(uncommitted),
+                self.directory)
 
     def latest_step(self) -> int | None:
         """The newest complete checkpoint's step, or None."""
@@ -85,7 +102,12 @@ class Checkpointer:
                 while target.exists():
                     n += 1
                     target = folder / f"{s}.superseded.{n}"
-                (folder / str(s)).rename(target)
+                source = folder / str(s)
+                if run_files.is_url(self.directory):
+                    # A bucket moves object by object: uncommit it first, so a move cut
+                    # short never leaves a listed, complete-looking step that lacks arrays.
+                    (source / "commit_success.txt").unlink(missing_ok=True)
+                source.rename(target)
                 moved.append(target.name)
         if newer and jax.process_count() > 1:
             from jax.experimental import multihost_utils

@@ -23,6 +23,7 @@ import time
 
 import jax
 
+from bigjax import run_files
 from bigjax.user_cache import CACHE_ENV, cache_dir
 
 log = logging.getLogger("bigjax")
@@ -36,7 +37,7 @@ def location(setting: str, workdir: str) -> str | None:
         return None
     if setting != "auto":
         return setting
-    if os.environ.get(CACHE_ENV) or "://" not in workdir:
+    if os.environ.get(CACHE_ENV) or not run_files.is_url(workdir):
         return os.path.join(cache_dir(), "xla")
     return workdir.rstrip("/").rsplit("/", 1)[0] + "/.compilation_cache"
 

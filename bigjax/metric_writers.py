@@ -6,7 +6,6 @@ import json
 import time
 
 import jax
-from etils import epath
 
 from bigjax import run_files
 
@@ -22,7 +21,6 @@ class MetricWriter:
         if self.enabled:
             from tensorboardX import SummaryWriter
 
-            epath.Path(run_files.resolve(workdir)).mkdir(parents=True, exist_ok=True)
             self._jsonl = run_files.LineLog(run_files.join(workdir, "metrics.jsonl"))
             self._tb = SummaryWriter(run_files.join(workdir, "tensorboard"), flush_secs=30)
 
@@ -34,6 +32,12 @@ class MetricWriter:
         self._jsonl.append(json.dumps(row))
         for name, value in scalars.items():
             self._tb.add_scalar(name, float(value), int(step), walltime=time.time())
+
+    def flush(self) -> None:
+        """Makes every written row durable (`metrics.jsonl` in a bucket is uploaded in
+        batches; TensorBoard's events are flushed on their own schedule)."""
+        if self.enabled:
+            self._jsonl.flush()
 
     def close(self) -> None:
         if self.enabled:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 import fsspec
 from etils import epath
@@ -45,24 +46,51 @@ def check(workdir: str) -> None:
     stands where one of its parents should be)."""
     target = epath.Path(resolve(workdir))
     path = target
-    while not path.exists() and path.parent != path:
+    top = _bucket(workdir) if is_url(workdir) else None  # never above the bucket
+    while not _exists(path, workdir) and path.parent != path and os.fspath(path) != top:
         path = path.parent
-    if path.exists() and not path.is_dir():
+    if _exists(path, workdir) and not path.is_dir():
         what = "is a file" if path == target else f"is under a file ({path})"
         raise ValueError(f"--workdir={workdir} {what}: pass a folder (a new one, or one a run "
                          "trained into).")
 
 
-def make(workdir: str) -> None:
-    """Creates `workdir` (and its parents); an OS or storage refusal becomes one clear
-    ValueError."""
+def _bucket(url: str) -> str:
+    """`gs://bucket` of `gs://bucket/a/b`."""
+    scheme, rest = os.fspath(url).split("://", 1)
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def _exists(path: epath.Path, workdir: str) -> bool:
+    """`path.exists()`, with the missing client of a bucket URL named as what to install."""
     try:
-        epath.Path(resolve(workdir)).mkdir(parents=True, exist_ok=True)
-        if not is_url(workdir) and not os.access(resolve(workdir), os.W_OK | os.X_OK):
+        return path.exists()
+    except ImportError as err:
+        raise ValueError(f"--workdir={workdir} needs the client of its storage ({err}): "
+                         "pip install 'bigjax[gcs]' (gs://).") from None
+
+
+def make(workdir: str) -> None:
+    """Creates `workdir` (and its parents) and checks that it can be written (in a bucket:
+    by writing and deleting a probe object, so a wrong bucket or missing credentials fail
+    here, not at the first checkpoint); a refusal becomes one clear ValueError."""
+    try:
+        path = epath.Path(resolve(workdir))
+        path.mkdir(parents=True, exist_ok=True)
+        if is_url(workdir):
+            probe = path / f".bigjax_write_probe.{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        elif not os.access(resolve(workdir), os.W_OK | os.X_OK):
             raise PermissionError(f"no write permission on {workdir}")
-    except OSError as err:
-        raise ValueError(f"--workdir={workdir} cannot be written ({err.strerror or err}): "
-                         "pick a folder you can write to.") from None
+    except ImportError as err:
+        raise ValueError(f"--workdir={workdir} needs the client of its storage ({err}): "
+                         "pip install 'bigjax[gcs]' (gs://).") from None
+    except Exception as err:  # OSError locally; clients of buckets raise their own kinds
+        reason = getattr(err, "strerror", None) or err
+        raise ValueError(f"--workdir={workdir} cannot be written ({reason}): pick a folder "
+                         "you can write to (for a bucket: check its name and your "
+                         "credentials).") from None
 
 
 def remove(workdir: str) -> None:
@@ -91,13 +119,18 @@ class LineLog:
     """A text file that grows by whole lines (`metrics.jsonl`, `config_history.jsonl`).
 
     Locally lines are appended and flushed one by one. An object store cannot append:
-    there the lines written so far are kept and the whole object is uploaded again after
-    each `append` (one atomic upload; the files are small: one line per logged step).
+    there the lines written so far are kept, and the whole object is uploaded again (one
+    atomic upload) at most every `upload_every_s` seconds, on `flush()` (the train loop
+    flushes before each checkpoint, so every row up to a checkpoint is kept) and on
+    `close()`. Cloud Storage allows about one write per second to one object.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, upload_every_s: float = 30.0):
         self.path = path
+        self.upload_every_s = upload_every_s
         self._remote = is_url(path)
+        self._uploaded_at = 0.0
+        self._pending = False
         if self._remote:
             file = epath.Path(path)
             self._text = file.read_text() if file.exists() else ""
@@ -107,14 +140,25 @@ class LineLog:
             self._file = open(path, "a")
 
     def append(self, line: str) -> None:
-        """Adds `line` (without its newline) to the end of the file, durably."""
+        """Adds `line` (without its newline) to the end of the file: at once locally, with
+        the next upload in a bucket."""
         if self._remote:
             self._text += line + "\n"
-            epath.Path(self.path).write_text(self._text)
+            self._pending = True
+            if time.monotonic() - self._uploaded_at >= self.upload_every_s:
+                self.flush()
         else:
             self._file.write(line + "\n")
             self._file.flush()
 
+    def flush(self) -> None:
+        """Makes every appended line durable (in a bucket: uploads them if any is new)."""
+        if self._remote and self._pending:
+            epath.Path(self.path).write_text(self._text)
+            self._uploaded_at, self._pending = time.monotonic(), False
+
     def close(self) -> None:
-        if not self._remote:
+        if self._remote:
+            self.flush()
+        else:
             self._file.close()

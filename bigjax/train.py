@@ -315,6 +315,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         data = exp.train_batches.position(step).to_json()
         if due_evals:
             data[PENDING_EVALS] = [e.settings.name for e in due_evals]
+        writer.flush()  # every row up to a checkpoint outlives a kill
         checkpointer.save(step, state, data)
 
     def run_evals(step: int, which: list) -> dict:
@@ -369,6 +370,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         preemption.close()
         writer.close()
         checkpointer.close()
+        close_batches = getattr(batches, "close", None)
+        if close_batches is not None:  # stops grain's reader thread or worker processes
+            close_batches()
 
 
 def _scalars(metrics: dict, prefix: str) -> dict[str, float]:

@@ -9,7 +9,7 @@ the batches in flight: its peak should not grow with the data set, while the dat
 (in-memory size printed beside it) grows by `factor`.
 
     python scripts/measure_data_rss.py                  # 5,000 vs 50,000 96x96 images
-    python scripts/measure_data_rss.py --quick          # seconds: 2,000 vs 20,000 of 96x96
+    python scripts/measure_data_rss.py --quick          # ~20 s: 2,000 vs 20,000 of 96x96
 
 Prints one JSON line per run and a final one with the growth in MB and the ratio.
 """
@@ -57,11 +57,17 @@ def train_peak_rss_mb(folder: str, image: int, steps: int, workdir: str) -> floa
             "--config.optim.warmup_steps=1",
             "--config.compilation_cache_dir="]  # both runs compile: a cache hit needs less memory
     env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
-    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, nobody else's
-    out, err = proc.stdout.read(), proc.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
+    # Output to files, not pipes: the child must never block on a full pipe while this
+    # process waits for it to end.
+    with tempfile.TemporaryFile("w+") as out_file, tempfile.TemporaryFile("w+") as err_file:
+        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out_file, stderr=err_file,
+                                text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, nobody else's
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out_file.seek(0)
+        err_file.seek(0)
+        out, err = out_file.read(), err_file.read()
+    if proc.returncode != 0:
         raise SystemExit(f"training failed:\n{err[-3000:]}")
     json.loads(out.strip().splitlines()[-1])  # the final metrics line: the run finished
     return usage.ru_maxrss / 1024  # Linux reports KB

@@ -63,3 +63,21 @@ def test_a_vocab_in_a_bucket_tokenizes_like_the_local_file(bucket):
     texts = ["Tokenizers read local files; this one came from a bucket.", "Short."]
     np.testing.assert_array_equal(WordPieceTokenizer(remote).encode(texts)["input_ids"],
                                   WordPieceTokenizer(local).encode(texts)["input_ids"])
+
+
+def test_line_logs_in_a_bucket_upload_in_batches_and_on_flush(bucket):
+    from bigjax import run_files
+
+    log = run_files.LineLog(f"{bucket}/run/metrics.jsonl", upload_every_s=3600)
+    file = epath.Path(f"{bucket}/run/metrics.jsonl")
+    log.append('{"step": 1}')  # the first line goes up at once (nothing uploaded yet)
+    log.append('{"step": 2}')  # within the hour: kept for the next upload
+    assert file.read_text() == '{"step": 1}\n'
+    log.flush()
+    assert file.read_text() == '{"step": 1}\n{"step": 2}\n'
+    log.append('{"step": 3}')
+    log.close()
+    again = run_files.LineLog(str(file))  # a resumed run appends after the rows
+    again.append('{"step": 4}')
+    again.close()
+    assert file.read_text().splitlines()[-2:] == ['{"step": 3}', '{"step": 4}']

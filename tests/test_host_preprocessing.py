@@ -1,6 +1,8 @@
 """Host-side preprocessing (random-resized crop) and grain worker processes: the batches
 are a pure function of (seed, batch index), whatever the number of workers."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -15,23 +17,36 @@ def digits():
     return datasets.load("digits", "train")
 
 
+class CropAndNameTheProcess(HostCrop):
+    """The crop, plus the id of the process that ran it (a `pid` column)."""
+
+    def __call__(self, batch, rngs):
+        out = super().__call__(batch, rngs)
+        return {**out, "pid": np.full(len(rngs), os.getpid())}
+
+
 def _batches(data, workers, per_call=1, start=3, stop=15, seed=0):
-    batches = TrainBatches(data, 64, seed, host_transform=HostCrop((0.3, 1.0)))
+    batches = TrainBatches(data, 64, seed, host_transform=CropAndNameTheProcess((0.3, 1.0)))
     return list(batches.iterate(start, stop, per_call=per_call, workers=workers))
 
 
 @pytest.mark.slow
 def test_zero_one_and_two_workers_give_identical_cropped_batches(digits):
     reference = _batches(digits, workers=0)
+    assert {int(b["pid"][0]) for b in reference} == {os.getpid()}  # a thread of this process
     for workers in (1, 2):
         got = _batches(digits, workers=workers)
         assert len(got) == len(reference) == 12
+        pids = {int(b["pid"][0]) for b in got}
+        assert len(pids) == workers and os.getpid() not in pids  # really other processes
         for a, b in zip(reference, got, strict=True):
             assert a.keys() == b.keys()
             for key in a:
-                np.testing.assert_array_equal(a[key], b[key])
+                if key != "pid":
+                    np.testing.assert_array_equal(a[key], b[key])
     # Chunks of several steps per call hold the same batches.
     chunks = _batches(digits, workers=2, per_call=4)
+    assert len({int(c["pid"][0, 0]) for c in chunks}) == 2
     assert chunks[0]["image"].shape == (4, 64, 8, 8, 1)
     np.testing.assert_array_equal(np.concatenate([c["image"] for c in chunks]),
                                   np.stack([b["image"] for b in reference]))

@@ -77,16 +77,19 @@ def test_damaged_or_missing_records_are_refused(tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.startswith("mixed")]  # no leftovers
 
 
-def test_tfds_data_source_is_read_by_index_like_the_in_memory_copy():
+def test_tfds_data_source_is_read_by_index_like_the_in_memory_copy(monkeypatch, tmp_path):
     """On a machine with no offline copy, `on_disk` reads tfds's own ArrayRecord files
     through `tfds.data_source` (here tfds's mock data: no download)."""
     tfds = pytest.importorskip("tensorflow_datasets")
+    from bigjax.datasets import local_files
     from bigjax.datasets.tfds_source import TfdsDataset
 
+    monkeypatch.delenv("BIGJAX_DATA_DIR", raising=False)  # no offline copy: tfds it is
+    monkeypatch.setattr(local_files, "require_network", lambda *args: None)  # mock data
     with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):
         source = tfds.builder("mnist", file_format="array_record").as_data_source(split="test")
-        on_disk = TfdsDataset(source, "mnist", 10,
-                              {"image": ("image", np.uint8), "label": ("label", np.int32)})
+        on_disk = datasets.load("mnist", "test", on_disk=True, prepared_dir=str(tmp_path))
+        assert isinstance(on_disk, TfdsDataset) and not os.listdir(tmp_path)  # read in place
         examples = [source[i] for i in range(len(source))]
         memory = datasets.ArrayDataset(
             {"image": np.stack([e["image"] for e in examples]).astype(np.uint8),

@@ -75,6 +75,22 @@ def test_sigkill_then_rerun_is_bit_identical(uninterrupted, tmp_path):
     assert last_json_line(proc.stdout)["confusion_matrix"] == uninterrupted[1]["confusion_matrix"]
 
 
+@pytest.mark.slow
+def test_resume_may_read_the_data_from_disk_and_in_worker_processes(uninterrupted, tmp_path):
+    """Killed while reading from memory on a thread, resumed reading ArrayRecord files in
+    a worker process: the same batches, so the same state as the uninterrupted run."""
+    workdir = str(tmp_path / "moved")
+    proc = _start(workdir)
+    _wait_for_checkpoint(proc, workdir)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc = run_cli("main", *ARGS, f"--workdir={workdir}", "--config.data.on_disk=True",
+                   "--config.data.workers=1", f"--config.data.prepared_dir={tmp_path / 'prep'}")
+    assert "Resuming with changed data.on_disk, data.prepared_dir, data.workers" in proc.stderr
+    assert (tmp_path / "prep" / "digits").is_dir()  # it did read from ArrayRecord files
+    _assert_same_state(uninterrupted[0], workdir, 240)
+
+
 @pytest.fixture(scope="module")
 def bucket():
     """A local Cloud Storage server with an empty bucket; its settings are set in this

@@ -11,7 +11,6 @@ import numbers
 import os
 from collections.abc import Callable
 
-import jax
 import numpy as np
 
 from bigjax.datasets import (
@@ -41,7 +40,7 @@ OWN_DATA: dict[str, Callable[..., ArrayDataset | record_files.RecordDataset]] = 
     "image_folder": image_folder.load,
     "text_file": lambda split, path, prepared_dir: text_file.load(split, path),
     # A folder of splits already prepared as ArrayRecord files (`record_files.write`).
-    "records": lambda split, path, prepared_dir: record_files.RecordDataset(path, split),
+    "records": lambda split, path, prepared_dir: _records(split, path),
 }
 NAMES = (*LOADERS, *OWN_DATA)
 # With `on_disk`: tfds names read by index from tfds's own ArrayRecord files
@@ -67,7 +66,8 @@ def load(name: str, split: str, data_dir: str | None = None, examples: int | Non
     if name not in NAMES:
         raise ValueError(f"Unknown data set {name!r}; known: {sorted(NAMES)}.")
     check_examples(examples, name, split)
-    prepared_dir = prepared_dir or os.path.join(cache_dir(), "prepared")
+    prepared_dir = record_files.check_local(prepared_dir or os.path.join(cache_dir(), "prepared"),
+                                            "config.data.prepared_dir")
     if name in OWN_DATA:
         data = OWN_DATA[name](split, path, prepared_dir)
     elif on_disk:
@@ -78,17 +78,25 @@ def load(name: str, split: str, data_dir: str | None = None, examples: int | Non
     return subset_examples(data, examples, split)
 
 
+def _records(split: str, path: str | None) -> record_files.RecordDataset:
+    """Split `split` of the folder of prepared ArrayRecord files at `path`."""
+    if not path:
+        raise ValueError('config.data.name="records" needs config.data.path: the folder '
+                         "holding <split>.array_record and <split>.json.")
+    return record_files.RecordDataset(record_files.check_local(path, "config.data.path"), split)
+
+
 def _prepared(name: str, split: str, data_dir: str | None,
               prepared_dir: str) -> record_files.RecordDataset:
-    """Split `split` of `name` as ArrayRecord files, written on first use (by process 0
-    first; a process that cannot see its files, on a disk of its own, writes its own)."""
+    """Split `split` of `name` as ArrayRecord files, written on first use
+    (`record_files.prepare_once`). Preparing reads the split into memory once, in one
+    process; training then reads it by index. The folder is keyed by (name, split,
+    data dir): delete it after changing the raw files."""
     source = {"name": name, "split": split, "data_dir": local_files.data_dir(data_dir)}
     key = hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:20]
     folder = os.path.join(prepared_dir, name.replace("/", "__"), key)
 
     def prepare() -> None:
-        if record_files.is_prepared(folder, split):
-            return
         data = LOADERS[name](split, data_dir)
         if "text" in data.features:
             raise ValueError(f"config.data.on_disk prepares image data sets; {name!r} is text "
@@ -101,13 +109,7 @@ def _prepared(name: str, split: str, data_dir: str | None,
         log.info("Prepared %d examples of %s (%s) as ArrayRecord files in %s.", count, name,
                  split, folder)
 
-    if jax.process_index() == 0:
-        prepare()
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(f"bigjax_prepared_{name}_{split}")
-        prepare()
+    record_files.prepare_once(folder, split, prepare)
     return record_files.RecordDataset(folder, split)
 
 

@@ -28,22 +28,32 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 NAME = "image_folder"
 
 
-def _listing(path: str) -> list[tuple[str, str, str]]:
-    """`(split, class, member)` of every image under `path` (a folder or a tar), sorted."""
+def _is_image(parts: list[str]) -> bool:
+    """`split/class/file` of an image, no part hidden (`.ipynb_checkpoints`, `._x.jpg`)."""
+    return (len(parts) == 3 and parts[2].lower().endswith(IMAGE_SUFFIXES)
+            and not any(p.startswith(".") for p in parts))
+
+
+def _listing(path: str) -> list[tuple[str, str, str, int, int]]:
+    """`(split, class, member, size, mtime)` of every image under `path` (a folder, whose
+    links are followed, or a tar), sorted."""
     found = []
     if os.path.isdir(path):
-        for root, _, files in os.walk(path):
+        for root, _, files in os.walk(path, followlinks=True):
             for file in files:
-                rel = os.path.relpath(os.path.join(root, file), path).split(os.sep)
-                if len(rel) == 3 and file.lower().endswith(IMAGE_SUFFIXES):
-                    found.append((rel[0], rel[1], os.path.join(root, file)))
+                full = os.path.join(root, file)
+                parts = os.path.relpath(full, path).split(os.sep)
+                if _is_image(parts):
+                    stat = os.stat(full)
+                    found.append((parts[0], parts[1], full, stat.st_size, stat.st_mtime_ns))
     elif os.path.isfile(path) and tarfile.is_tarfile(path):
         with tarfile.open(path) as tar:
             for member in tar.getmembers():
-                parts = member.name.strip("./").split("/")
-                if member.isfile() and len(parts) == 3 and \
-                        parts[2].lower().endswith(IMAGE_SUFFIXES):
-                    found.append((parts[0], parts[1], member.name))
+                name = member.name[2:] if member.name.startswith("./") else member.name
+                parts = name.split("/")
+                if member.isfile() and _is_image(parts):
+                    found.append((parts[0], parts[1], member.name, member.size,
+                                  int(member.mtime)))
     else:
         raise FileNotFoundError(
             f"config.data.path={path} is neither a folder nor a .tar: point it at a folder "
@@ -72,8 +82,10 @@ def _images(path: str, members: list[str]) -> Iterator[np.ndarray]:
                     yield f.read(), member
         else:
             with tarfile.open(path) as tar:
+                # Looked up once: `extractfile(name)` would search the member list each time.
+                infos = {info.name: info for info in tar.getmembers()}
                 for member in members:
-                    yield tar.extractfile(member).read(), f"{path}:{member}"
+                    yield tar.extractfile(infos[member]).read(), f"{path}:{member}"
 
     first = None
     for data, where in read():
@@ -87,12 +99,10 @@ def _images(path: str, members: list[str]) -> Iterator[np.ndarray]:
         yield image
 
 
-def _fingerprint(path: str, listing: list[tuple[str, str, str]]) -> str:
-    """Names the prepared copy: the source's path, size and modification time, and its
-    list of images (a changed folder is prepared again, into a new folder)."""
-    stat = os.stat(path)
-    digest = hashlib.sha256(json.dumps(
-        [os.path.abspath(path), stat.st_size, stat.st_mtime_ns, listing]).encode())
+def _fingerprint(path: str, listing: list[tuple[str, str, str, int, int]]) -> str:
+    """Names the prepared copy: the source's path and every image's name, size and
+    modification time (a changed image is prepared again, into a new folder)."""
+    digest = hashlib.sha256(json.dumps([os.path.abspath(path), listing]).encode())
     return digest.hexdigest()[:20]
 
 
@@ -101,17 +111,18 @@ def load(split: str, path: str | None, prepared_dir: str) -> record_files.Record
     if not path:
         raise ValueError('config.data.name="image_folder" needs config.data.path: the folder '
                          "(or .tar) holding <split>/<class>/<image> files.")
-    path = os.path.abspath(os.path.expanduser(path))
+    path = record_files.check_local(path, "config.data.path")
     listing = _listing(path)
-    splits = sorted({s for s, _, _ in listing})
+    splits = sorted({entry[0] for entry in listing})
     if split not in splits:
         raise ValueError(f"{path} has no images under {split}/<class>/; its splits are "
                          f"{', '.join(map(repr, splits)) or 'none'}. Set "
                          "config.data.train_split / eval_split to one of them.")
-    classes = sorted({c for _, c, _ in listing})
+    classes = sorted({entry[1] for entry in listing})
     folder = os.path.join(prepared_dir, NAME, _fingerprint(path, listing))
-    if not record_files.is_prepared(folder, split):
-        members = [(c, m) for s, c, m in listing if s == split]
+
+    def prepare() -> None:
+        members = [(c, m) for s, c, m, _, _ in listing if s == split]
         labels = [classes.index(c) for c, _ in members]
         images = _images(path, [m for _, m in members])
         record_files.write(
@@ -119,4 +130,6 @@ def load(split: str, path: str | None, prepared_dir: str) -> record_files.Record
             ({"image": image, "label": np.int32(label)} for image, label in zip(
                 images, labels, strict=True)),
             NAME, len(classes), classes)
+
+    record_files.prepare_once(folder, split, prepare)
     return record_files.RecordDataset(folder, split)

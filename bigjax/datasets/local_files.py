@@ -114,9 +114,9 @@ def open_binary(path: str) -> IO[bytes]:
     return epath.Path(path).open("rb")
 
 
-def open_text(path: str) -> IO[str]:
-    """`path` opened for reading UTF-8 text, newlines untranslated (what `csv` needs)."""
-    return io.TextIOWrapper(open_binary(path), encoding="utf-8", newline="")
+def open_text(path: str, encoding: str = "utf-8") -> IO[str]:
+    """`path` opened for reading text, newlines untranslated (what `csv` needs)."""
+    return io.TextIOWrapper(open_binary(path), encoding=encoding, newline="")
 
 
 @contextlib.contextmanager

@@ -1,8 +1,8 @@
 """Data sets prepared on disk once and read by index: ArrayRecord files.
 
 A prepared split is two files in a folder:
-- `<split>.array_record`: one record per example, the raw bytes of its columns one
-  after the other (every example has the same columns, dtypes and shapes, so a batch
+- `<split>.array_record`: one record per example, the raw bytes of its numeric columns
+  one after the other (every example has the same columns, dtypes and shapes, so a batch
   of records decodes as one numpy buffer: no per-example parsing, no pickle), written
   with group size 1 so that any example is read without its neighbours;
 - `<split>.json`: the number of examples, the columns in record order (dtype and
@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+import socket
+from collections.abc import Callable, Iterable
 
+import jax
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
 
@@ -49,6 +51,45 @@ def is_prepared(folder: str, split: str) -> bool:
         return json.load(f).get("format") == FORMAT
 
 
+def _writer_id() -> str:
+    """Unique to this process on this host (a shared disk may be written from several)."""
+    return f"{socket.gethostname()}.{os.getpid()}"
+
+
+def check_local(path: str, key: str) -> str:
+    """`path` made absolute; a bucket URL is refused (ArrayRecord files are read with
+    local file reads)."""
+    if "://" in path:
+        raise ValueError(f"{key}={path} is a URL: prepared ArrayRecord files (and the raw "
+                         "files of your own data sets) must be on a local or mounted disk of "
+                         "each host. Copy them there, or leave it unset for the default.")
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def prepare_once(folder: str, split: str, prepare: Callable[[], None]) -> None:
+    """Runs `prepare()` (which writes split `split` into `folder`) unless it is there.
+
+    Process 0 prepares first while the others wait; a process that still cannot see the
+    files (its own disk) then prepares its own copy. If process 0 fails, the others
+    reach the same point and fail the same way (they try to prepare too) instead of
+    waiting forever.
+    """
+    failure = None
+    if jax.process_index() == 0 and not is_prepared(folder, split):
+        try:
+            prepare()
+        except Exception as err:  # re-raised below, after the others are released
+            failure = err
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"bigjax_prepare_{folder}_{split}")
+    if failure is not None:
+        raise failure
+    if not is_prepared(folder, split):
+        prepare()
+
+
 def write(folder: str, split: str, examples: Iterable[dict[str, np.ndarray]], name: str,
           num_classes: int | None = None, class_names: list[str] | None = None) -> int:
     """Writes `examples` (dicts of numpy arrays, the same keys, dtypes and shapes in every
@@ -58,7 +99,7 @@ def write(folder: str, split: str, examples: Iterable[dict[str, np.ndarray]], na
     last: an interrupted preparation leaves nothing that `is_prepared` accepts.
     """
     os.makedirs(folder, exist_ok=True)
-    tmp = f"{records_path(folder, split)}.{os.getpid()}.tmp"  # processes may race
+    tmp = f"{records_path(folder, split)}.{_writer_id()}.tmp"  # processes and hosts may race
     writer = ArrayRecordWriter(tmp, WRITER_OPTIONS)
     columns: dict[str, tuple[str, list[int]]] | None = None
     count = 0
@@ -67,12 +108,17 @@ def write(folder: str, split: str, examples: Iterable[dict[str, np.ndarray]], na
             arrays = {k: np.asarray(v) for k, v in example.items()}
             found = {k: (a.dtype.str, list(a.shape)) for k, a in arrays.items()}
             if columns is None:
+                objects = [k for k, a in arrays.items() if a.dtype.hasobject]
+                if objects:
+                    raise ValueError(f"Column(s) {objects} of {name!r} hold Python objects "
+                                     "(e.g. strings): records hold numeric arrays only.")
                 columns = found
             elif found != columns:
                 raise ValueError(f"Example {count} of {name!r} ({split}) has columns {found}, "
                                  f"the first one {columns}: every example must have the same "
                                  "columns, dtypes and shapes.")
-            writer.write(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays.values()))
+            # In the first example's column order, whatever order this dict has.
+            writer.write(b"".join(np.ascontiguousarray(arrays[k]).tobytes() for k in columns))
             count += 1
         if count == 0:
             raise ValueError(f"Split {split!r} of {name!r} has no examples to prepare.")
@@ -84,9 +130,9 @@ def write(folder: str, split: str, examples: Iterable[dict[str, np.ndarray]], na
     os.replace(tmp, records_path(folder, split))
     info = {"format": FORMAT, "name": name, "split": split, "num_examples": count,
             "columns": columns, "num_classes": num_classes, "class_names": class_names}
-    with open(f"{info_path(folder, split)}.{os.getpid()}.tmp", "w") as f:
+    with open(f"{info_path(folder, split)}.{_writer_id()}.tmp", "w") as f:
         json.dump(info, f)
-    os.replace(f"{info_path(folder, split)}.{os.getpid()}.tmp", info_path(folder, split))
+    os.replace(f"{info_path(folder, split)}.{_writer_id()}.tmp", info_path(folder, split))
     return count
 
 

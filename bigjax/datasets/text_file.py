@@ -4,7 +4,8 @@
     PATH/test.csv       "Great film",pos    config.data.path = PATH
     (or PATH/train.jsonl: {"text": "Great film", "label": "pos"} per line)
 
-Labels may be class names or whole numbers. Class names get the indices of their
+The folder may be local or in a bucket (`gs://...`). Every `*.csv` / `*.jsonl` in it is
+a split. Labels may be class names or whole numbers. Class names get the indices of their
 sorted order over every split file in PATH (the same label in every split); whole
 numbers are used as they are (classes 0..max). The texts are then tokenized like any
 text data set (config.data.tokenizer) into the tokenized-data cache.
@@ -17,7 +18,9 @@ import json
 import os
 
 import numpy as np
+from etils import epath
 
+from bigjax import run_files
 from bigjax.datasets import local_files
 from bigjax.datasets.array_dataset import ArrayDataset
 
@@ -27,26 +30,28 @@ COLUMNS = ("text", "label")
 
 
 def _split_files(path: str) -> dict[str, str]:
-    """`{split: file}` of the CSV/JSONL files in folder `path`."""
-    if not os.path.isdir(path):
+    """`{split: file}` of the CSV/JSONL files in folder `path` (local or a bucket)."""
+    folder = epath.Path(path)
+    if not folder.is_dir():
         raise FileNotFoundError(
             f"config.data.path={path} is not a folder: point it at a folder holding one "
             "<split>.csv or <split>.jsonl file per split.")
     files = {}
-    for file in sorted(os.listdir(path)):
+    for file in sorted(p.name for p in folder.iterdir()):
         stem, suffix = os.path.splitext(file)
-        if suffix in SUFFIXES:
+        if suffix in SUFFIXES and not stem.startswith("."):
             if stem in files:
                 raise ValueError(f"{path} holds both {os.path.basename(files[stem])} and "
                                  f"{file}: keep one file per split.")
-            files[stem] = os.path.join(path, file)
+            files[stem] = run_files.join(path, file)
     return files
 
 
 def _read_rows(file: str) -> tuple[list[str], list[str]]:
     """Texts and raw labels of one CSV (header text,label) or JSONL file."""
     texts, labels = [], []
-    with local_files.reading(file), open(file, newline="", encoding="utf-8") as f:
+    # utf-8-sig: spreadsheet programs start their CSVs with a byte-order mark.
+    with local_files.reading(file), local_files.open_text(file, "utf-8-sig") as f:
         if file.endswith(".csv"):
             reader = csv.DictReader(f, strict=True)
             if not set(COLUMNS) <= set(reader.fieldnames or ()):
@@ -91,7 +96,7 @@ def load(split: str, path: str | None) -> ArrayDataset:
     if not path:
         raise ValueError('config.data.name="text_file" needs config.data.path: a folder '
                          "holding <split>.csv or <split>.jsonl files.")
-    path = os.path.abspath(os.path.expanduser(path))
+    path = run_files.resolve(path)
     files = _split_files(path)
     if split not in files:
         raise ValueError(f"{path} has no {split}.csv or {split}.jsonl; its splits are "
