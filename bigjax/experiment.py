@@ -88,9 +88,12 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
             f"{sharding.num_batch_shards(parts.mesh)} devices on the batch axes.")
     train_data = parts.load_split(config.data.train_split, config.data.get("train_examples"))
     crop = config.data.get("host_crop_scale")
+    host_transform = HostCrop(tuple(crop)) if crop else None
+    if host_transform is not None:  # refuse a data set it cannot crop now, not in a reader
+        host_transform(train_data.take(np.arange(1)), [np.random.default_rng(0)])
     train_batches = TrainBatches(train_data, config.batch_size, config.seed,
                                  sharding.process_rows(parts.mesh, config.batch_size),
-                                 host_transform=HostCrop(tuple(crop)) if crop else None)
+                                 host_transform=host_transform)
     steps_per_epoch = train_batches.steps_per_epoch
     total_steps = durations.resolve_steps(config, "total", steps_per_epoch)
     if not total_steps or total_steps <= 0:

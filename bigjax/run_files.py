@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import time
 
 import fsspec
@@ -109,7 +110,7 @@ def write_text(path: str, text: str) -> None:
     if is_url(path):
         epath.Path(path).write_text(text)
         return
-    tmp = f"{path}.tmp"
+    tmp = f"{path}.{socket.gethostname()}.{os.getpid()}.tmp"  # writers may race
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)

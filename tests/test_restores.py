@@ -100,8 +100,9 @@ def test_evaluate_reads_neither_the_train_split_nor_the_optimizer_state(digits_r
     splits, parts = [], []
     real_load, real_restore = datasets.load, checkpoint.restore_parts
     monkeypatch.setattr(datasets, "load",
-                        lambda name, split, data_dir=None, examples=None: splits.append(split)
-                        or real_load(name, split, data_dir, examples))
+                        lambda name, split, data_dir=None, examples=None, **kwargs:
+                        splits.append(split) or real_load(name, split, data_dir, examples,
+                                                          **kwargs))
     monkeypatch.setattr(checkpoint, "restore_parts",
                         lambda path, p: parts.append(sorted(p)) or real_restore(path, p))
     result = evaluate_checkpoint(config_cli.config_from_json(

@@ -24,6 +24,8 @@ import jax
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
 
+from bigjax import run_files
+
 # One example per chunk: random access reads (and decompresses) exactly one example.
 WRITER_OPTIONS = "group_size:1"
 # Random access: no read-ahead. One `read(indices)` call per batch is ~5x faster here
@@ -130,9 +132,7 @@ def write(folder: str, split: str, examples: Iterable[dict[str, np.ndarray]], na
     os.replace(tmp, records_path(folder, split))
     info = {"format": FORMAT, "name": name, "split": split, "num_examples": count,
             "columns": columns, "num_classes": num_classes, "class_names": class_names}
-    with open(f"{info_path(folder, split)}.{_writer_id()}.tmp", "w") as f:
-        json.dump(info, f)
-    os.replace(f"{info_path(folder, split)}.{_writer_id()}.tmp", info_path(folder, split))
+    run_files.write_text(info_path(folder, split), json.dumps(info))
     return count
 
 
