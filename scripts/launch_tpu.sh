@@ -9,12 +9,12 @@
 #      worker runs exactly that commit) into bigjax-<commit>.tar.gz;
 #   2. copies it to every worker (`gcloud compute tpus tpu-vm scp --worker=all`);
 #   3. on every worker at once (`gcloud compute tpus tpu-vm ssh --worker=all`): unpacks
-#      it into ~/bigjax-<commit>, installs it with the TPU extra (`pip install -e
-#      '.[tpu,gcs]'`: gs:// workdirs), and runs `python -m bigjax.main --distributed --config=... --workdir=...`
-#      plus the overrides after `--`. `--distributed` makes every worker join
+#      it into ~/bigjax-<commit>, installs it with the TPU and Cloud Storage extras
+#      (`pip install -e '.[tpu,gcs]'`), and runs `python -m bigjax.main --distributed
+#      --config=... --workdir=...` plus the overrides after `--`. `--distributed` makes every worker join
 #      jax.distributed, which finds the pod's coordinator by itself on a TPU VM.
-# The workdir must be a folder every worker sees (the same path on all of them: a
-# shared filesystem, or a gs:// bucket once bigjax writes through etils.epath).
+# The workdir must be a folder every worker sees: a gs://bucket/path (the usual choice
+# on TPU VMs), or the same path on a shared filesystem.
 # Every worker prints to this terminal; the run stops when they all finish. Exit code 75
 # means the run was preempted after saving a checkpoint: rerun the same command to
 # resume.
