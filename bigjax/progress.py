@@ -16,14 +16,15 @@ class Progress:
         self._input_wait = 0.0  # seconds the loop waited for batches since the last report
 
     def waited_for_input(self, seconds: float) -> None:
-        """Adds time the loop spent getting and placing the next batch."""
+        """Adds time the devices waited while the loop got and placed the next batch."""
         self._input_wait += seconds
 
     def rates(self, step: int) -> dict[str, float]:
         """Since the previous call (then resets): `steps_per_sec`, `examples_per_sec`, and
-        `data_wait_fraction`, the share of the wall time the loop spent waiting for the
-        next batch (reading it and placing it on the devices). With async dispatch the
-        devices may still be busy meanwhile, so it bounds their input stall from above."""
+        `data_wait_fraction`, the share of the wall time the devices waited for input: the
+        time the loop spent getting and placing a batch while the previous step had
+        already finished (a step that finished during the wait counts whole, so this
+        bounds the stall from above)."""
         now = time.perf_counter()
         elapsed = max(now - self._last_time, 1e-9)
         steps_per_sec = (step - self._last_step) / elapsed

@@ -333,6 +333,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             if skipped and step < exp.total_steps:  # due when the run was preempted
                 log.info("Running the evaluations due at step %d before the run stopped.", step)
                 run_evals(step, skipped)
+            metrics = None  # the previous call's outputs, still being computed or not
             while step < exp.total_steps and not stop:
                 k = per_call
                 waiting = time.perf_counter()
@@ -340,7 +341,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 # second thread can stall the step's collectives on XLA:CPU (a 2-device
                 # all-reduce waited for a device that never arrived).
                 batch = sharding.put_batch(next(batches), exp.mesh, leading_axes=int(k > 1))
-                progress.waited_for_input(time.perf_counter() - waiting)
+                # The devices waited for this batch only if they had nothing left to run
+                # when it arrived (dispatch is asynchronous: while the previous call still
+                # runs, the loop's wait costs the devices nothing).
+                if metrics is None or all(x.is_ready() for x in jax.tree.leaves(metrics)):
+                    progress.waited_for_input(time.perf_counter() - waiting)
                 state, metrics = train_step(state, batch)
                 pending.append((step, metrics))
                 step += k

@@ -40,7 +40,7 @@ def test_several_steps_per_call_train_the_same_steps(tmp_path):
                                    rtol=1e-5)
 
 
-def _wait_fractions(workdir, monkeypatch=None, delay: float = 0.0) -> list[float]:
+def _wait_fractions(workdir, monkeypatch=None, delay: float = 0.0, *overrides) -> list[float]:
     if delay:
         from bigjax.input_pipeline import TrainBatches
 
@@ -54,7 +54,7 @@ def _wait_fractions(workdir, monkeypatch=None, delay: float = 0.0) -> list[float
         monkeypatch.setattr(TrainBatches, "iterate", slow)
     config = config_cli.load_config_file(os.path.join(REPO, "configs", "digits_cnn.py:runlocal"))
     config = config_cli.apply_overrides(config, [("total_steps", "12"), ("log_every_steps", "4"),
-                                                 ("eval_every_steps", "0")])
+                                                 ("eval_every_steps", "0"), *overrides])
     train_and_evaluate(config, str(workdir))
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f]
@@ -68,3 +68,19 @@ def test_the_input_wait_fraction_shows_a_slow_input_pipeline(tmp_path, monkeypat
     assert all(0.0 <= f <= 1.0 for f in normal)
     # 0.2 s per batch dwarfs the digits CNN's step (a few ms): the loop mostly waits.
     assert min(starved[1:]) > 0.8 and max(normal[1:]) < min(starved[1:])
+
+
+def test_a_wait_while_the_devices_still_compute_is_not_counted(tmp_path, monkeypatch):
+    """Dispatch is asynchronous: a reader slower than the loop but faster than the step
+    costs the devices nothing, and the fraction says so. Only the waits right after the
+    loop synchronised (to log) leave the devices idle."""
+    delay = 0.03
+    fractions = _wait_fractions(tmp_path / "busy", monkeypatch, delay,
+                                ("model.conv_features", "(256,256)"), ("total_steps", "24"),
+                                ("log_every_steps", "8"))
+    with open(tmp_path / "busy" / "metrics.jsonl") as f:
+        rates = [json.loads(line)["train/steps_per_sec"] for line in f if "train/loss" in line]
+    for fraction, steps_per_sec in list(zip(fractions, rates, strict=True))[1:]:
+        loop_wait = delay * steps_per_sec  # the share of the time the loop waited
+        assert loop_wait > 0.15  # each ~0.1 s step waited 0.03 s for its batch
+        assert fraction < 0.5 * loop_wait, (fractions, rates)
