@@ -75,12 +75,12 @@ def checkpoint_steps(workdir: str) -> list[int]:
     `commit_success.txt`)."""
     from etils import epath
 
-    from bigjax import run_files  # noqa: F401  (bucket listings are never cached)
+    from bigjax import run_files  # importing it also turns bucket listing caches off
 
     folder = epath.Path(workdir) / "checkpoints"
     if not folder.is_dir():
         return []
-    remote = "://" in workdir
+    remote = run_files.is_url(workdir)
     return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()
                   and (not remote or (p / "commit_success.txt").exists()))
 

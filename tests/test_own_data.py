@@ -149,4 +149,6 @@ def test_text_csv_trains_end_to_end(tmp_path):
                    f"--workdir={tmp_path / 'run'}", f"--config.data.path={folder}")
     final = last_json_line(proc.stdout)
     assert final["num_examples"] == 32 and 0.0 <= final["accuracy"] <= 1.0
+    # The texts of the files were what got tokenized and trained on.
+    assert "Tokenized 96 texts of text_file" in proc.stderr
     assert os.path.exists(tmp_path / "run" / "checkpoints")

@@ -22,7 +22,7 @@ from bigjax.datasets import (
     text_file,
     text_files,
 )
-from bigjax.datasets.array_dataset import ArrayDataset
+from bigjax.datasets.array_dataset import ArrayDataset, Examples
 from bigjax.datasets.tfds_source import TfdsDataset
 from bigjax.user_cache import cache_dir
 
@@ -124,7 +124,7 @@ def check_examples(examples: int | None, name: str, split: str) -> None:
         )
 
 
-def subset_examples(data, examples: int | None, split: str):
+def subset_examples(data: Examples, examples: int | None, split: str) -> Examples:
     """A fixed random subset of `examples` examples of `data` (all when None or ≥ its size)."""
     check_examples(examples, data.name, split)
     if examples is None:

@@ -61,7 +61,7 @@ def _writer_id() -> str:
 def check_local(path: str, key: str) -> str:
     """`path` made absolute; a bucket URL is refused (ArrayRecord files are read with
     local file reads)."""
-    if "://" in path:
+    if run_files.is_url(path):
         raise ValueError(f"{key}={path} is a URL: prepared ArrayRecord files (and the raw "
                          "files of your own data sets) must be on a local or mounted disk of "
                          "each host. Copy them there, or leave it unset for the default.")
