@@ -12,12 +12,13 @@ import ml_collections
 from bigjax.models.bert import BertForMaskedLM, BertForSequenceClassification
 from bigjax.models.cnn import CNN
 from bigjax.models.config_fields import DTYPES, model_keys
+from bigjax.models.gpt import GPT
 from bigjax.models.mlp import MLP
 
 # `config.model.name` -> the module class; its dataclass fields are the config keys.
 MODELS: dict[str, type[nn.Module]] = {
     "mlp": MLP, "cnn": CNN, "bert_classifier": BertForSequenceClassification,
-    "bert_mlm": BertForMaskedLM}
+    "bert_mlm": BertForMaskedLM, "gpt": GPT}
 
 __all__ = ["MODELS", "build", "model_keys"]
 

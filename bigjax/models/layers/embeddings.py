@@ -38,12 +38,13 @@ def zero_padded_rows_init(init: Any, rows: int) -> Any:
 
 
 class TextEmbeddings(nn.Module):
-    """word(ids) + position(positions) [+ token_type(type ids)] -> [LayerNorm] -> dropout.
+    """word(ids) [+ position(positions)] [+ token_type(type ids)] -> [LayerNorm] -> dropout.
 
     Params (logical axes): ``word_embeddings/embedding`` [vocab, embed] with
     ``padded_vocab_size(vocab_size, vocab_multiple)`` rows (rows ``>= vocab_size`` are
     zeros at init and never looked up),
-    ``position_embeddings/embedding`` [max_len, embed] (positions unsharded),
+    ``position_embeddings/embedding`` [max_len, embed] (positions unsharded; when
+    ``learned_positions``),
     ``token_type_embeddings/embedding`` [type_vocab_size, embed] when
     ``type_vocab_size > 0``, ``norm`` when ``use_layer_norm``.
 
@@ -60,6 +61,8 @@ class TextEmbeddings(nn.Module):
       vocab_multiple: the word-embedding table is padded with zero rows to a multiple of
         this (e.g. so the ``vocab`` dim divides by the ``tensor`` mesh axis); the real rows
         are initialised exactly as without padding. 1 = no padding.
+      learned_positions: add learned position embeddings (False: none, e.g. for rotary
+        attention).
     """
 
     vocab_size: int
@@ -72,6 +75,7 @@ class TextEmbeddings(nn.Module):
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
     vocab_multiple: int = 1
+    learned_positions: bool = True
 
     def setup(self) -> None:
         init = nn.initializers.normal(stddev=0.02)
@@ -92,7 +96,8 @@ class TextEmbeddings(nn.Module):
         padded = padded_vocab_size(self.vocab_size, self.vocab_multiple)
         self.word_embeddings = table(self.vocab_size, axes.VOCAB, "word_embeddings",
                                      rows=padded if padded != self.vocab_size else None)
-        self.position_embeddings = table(self.max_len, None, "position_embeddings")
+        if self.learned_positions:
+            self.position_embeddings = table(self.max_len, None, "position_embeddings")
         if self.type_vocab_size:
             self.token_type_embeddings = table(self.type_vocab_size, None, "token_type_embeddings")
         if self.use_layer_norm:
@@ -123,9 +128,11 @@ class TextEmbeddings(nn.Module):
         Returns:
           [batch, length, embed] in ``dtype``.
         """
-        if positions is None:
-            positions = jnp.arange(ids.shape[-1])[None, :]
-        x = self.word_embeddings(ids) + self.position_embeddings(positions)
+        x = self.word_embeddings(ids)
+        if self.learned_positions:
+            if positions is None:
+                positions = jnp.arange(ids.shape[-1])[None, :]
+            x = x + self.position_embeddings(positions)
         if self.type_vocab_size:
             if token_type_ids is None:
                 token_type_ids = jnp.zeros_like(ids)

@@ -1,4 +1,5 @@
-"""Position-wise feed-forward block: Dense -> GELU (exact erf) -> Dense."""
+"""Position-wise feed-forward block: Dense -> GELU (exact erf) -> Dense, or gated
+(SwiGLU: ``wo(silu(wi_0 x) * wi_1 x)``, Shazeer 2020, as in Llama)."""
 
 from __future__ import annotations
 
@@ -20,16 +21,21 @@ def gelu(x: jax.Array) -> jax.Array:
 class MlpBlock(nn.Module):
     """Feed-forward block.
 
-    Params (logical axes): ``wi`` kernel [embed, mlp], bias [mlp];
-    ``wo`` kernel [mlp, embed], bias [embed].
+    Params (logical axes): ``wi`` kernel [embed, mlp], bias [mlp] (gated: ``wi_0`` and
+    ``wi_1``, the gate and the value); ``wo`` kernel [mlp, embed], bias [embed]. No biases
+    with ``use_bias=False``.
 
     Attributes:
       mlp_dim: hidden width.
-      activation: elementwise nonlinearity (default exact GELU).
+      activation: elementwise nonlinearity (default exact GELU; of the gate when gated).
       inner_dropout_rate: dropout after the activation (BERT: 0).
       dtype: compute dtype.
       param_dtype: dtype of the params.
-      kernel_init: initializer of both kernels.
+      kernel_init: initializer of the kernels.
+      gated: ``activation(wi_0 x) * wi_1 x`` (GLU variants; SwiGLU with ``nn.silu``).
+      use_bias: whether the dense layers have biases.
+      out_kernel_init: initializer of ``wo`` (default ``kernel_init``; GPT-2 scales it
+        down with depth).
     """
 
     mlp_dim: int
@@ -38,28 +44,36 @@ class MlpBlock(nn.Module):
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
     kernel_init: Callable[..., jax.Array] = nn.initializers.normal(stddev=0.02)
+    gated: bool = False
+    use_bias: bool = True
+    out_kernel_init: Callable[..., jax.Array] | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         """x: [batch, length, embed] -> [batch, length, embed]."""
         embed = x.shape[-1]
-        h = nn.Dense(
-            self.mlp_dim,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(self.kernel_init, (axes.EMBED, axes.MLP)),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (axes.MLP,)),
-            name="wi",
-        )(x)
-        h = self.activation(h)
+
+        def dense(features: int, kernel_axes: tuple[str, str], name: str,
+                  init: Callable[..., jax.Array]) -> nn.Dense:
+            return nn.Dense(
+                features,
+                use_bias=self.use_bias,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                kernel_init=nn.with_logical_partitioning(init, kernel_axes),
+                bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(),
+                                                       kernel_axes[1:]),
+                name=name,
+            )
+
+        inner = (axes.EMBED, axes.MLP)
+        if self.gated:
+            h = self.activation(dense(self.mlp_dim, inner, "wi_0", self.kernel_init)(x))
+            h = h * dense(self.mlp_dim, inner, "wi_1", self.kernel_init)(x)
+        else:
+            h = self.activation(dense(self.mlp_dim, inner, "wi", self.kernel_init)(x))
         h = nn.with_logical_constraint(h, (axes.BATCH, axes.LENGTH, axes.MLP))
         h = Dropout(self.inner_dropout_rate)(h, deterministic=not train)
-        out = nn.Dense(
-            embed,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(self.kernel_init, (axes.MLP, axes.EMBED)),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (axes.EMBED,)),
-            name="wo",
-        )(h)
+        out = dense(embed, (axes.MLP, axes.EMBED), "wo",
+                    self.out_kernel_init or self.kernel_init)(h)
         return nn.with_logical_constraint(out, (axes.BATCH, axes.LENGTH, axes.EMBED))

@@ -1,4 +1,4 @@
-"""LayerNorm with logically partitioned params."""
+"""LayerNorm and RMSNorm with logically partitioned params."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ def layer_norm(
     dtype: jnp.dtype = jnp.float32,
     param_dtype: jnp.dtype = jnp.float32,
     name: str | None = None,
+    use_bias: bool = True,
 ) -> nn.LayerNorm:
-    """``nn.LayerNorm`` whose ``scale`` and ``bias`` [embed] carry the ``embed`` axis.
+    """``nn.LayerNorm`` whose ``scale`` and ``bias`` [embed] carry the ``embed`` axis
+    (``use_bias=False``: no ``bias``).
 
     Statistics are computed in float32 whatever ``dtype`` is.
     """
@@ -23,7 +25,26 @@ def layer_norm(
         epsilon=epsilon,
         dtype=dtype,
         param_dtype=param_dtype,
+        use_bias=use_bias,
         scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), (axes.EMBED,)),
         bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (axes.EMBED,)),
+        name=name,
+    )
+
+
+def rms_norm(
+    *,
+    epsilon: float = 1e-6,
+    dtype: jnp.dtype = jnp.float32,
+    param_dtype: jnp.dtype = jnp.float32,
+    name: str | None = None,
+) -> nn.RMSNorm:
+    """``nn.RMSNorm`` (Llama's norm: ``x / rms(x) * scale``, no mean, no bias) whose
+    ``scale`` [embed] carries the ``embed`` axis. Statistics are computed in float32."""
+    return nn.RMSNorm(
+        epsilon=epsilon,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), (axes.EMBED,)),
         name=name,
     )
