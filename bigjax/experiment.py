@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from bigjax import datasets, durations, models, optim, pp, sharding, tasks
-from bigjax.datasets import tokenized
+from bigjax.datasets import lm_data, tokenized
 from bigjax.datasets.array_dataset import Examples
 from bigjax.input_pipeline import TrainBatches
 from bigjax.pp.host_crop import HostCrop
@@ -35,7 +35,7 @@ class ModelParts:
     model: nn.Module
     task: Task
     preprocess: pp.Preprocess
-    tokenizer: Any  # the data's tokenizer (text), else None
+    tokenizer: Any  # the data's tokenizer (text: WordPiece; language models: LMTokenizer)
 
     def load_split(self, split: str, examples: int | None = None) -> Examples:
         """Split `split` of the config's data set, optionally a fixed random subset of
@@ -65,20 +65,30 @@ class Experiment(ModelParts):
     state_shardings: Any = None
 
 
-def build_model_parts(config: ml_collections.ConfigDict) -> ModelParts:
-    """Mesh, rules, model, task and preprocessing; the tokenizer is built once here."""
+def build_model_parts(config: ml_collections.ConfigDict, workdir: str | None = None
+                      ) -> ModelParts:
+    """Mesh, rules, model, task and preprocessing; the tokenizer is built once here (a
+    language model's from `workdir/tokenizer.json` when the workdir has one). A model
+    whose vocabulary size is left None gets the tokenizer's."""
     mesh = sharding.make_mesh(config.mesh)
-    tokenizer = (tokenized.make_tokenizer(config.data.tokenizer)
-                 if config.data.get("tokenizer") else None)
+    tokenizer = None
+    if config.data.get("lm"):
+        tokenizer = lm_data.make_tokenizer(config, workdir)
+    elif config.data.get("tokenizer"):
+        tokenizer = tokenized.make_tokenizer(config.data.tokenizer)
     model = models.build(config.model)
+    if tokenizer is not None and hasattr(model, "with_data_vocab"):
+        model = model.with_data_vocab(tokenizer.vocab_size)
     _check_length(config, model)
     return ModelParts(config, mesh, sharding.rules_from_config(config), model,
-                      tasks.get(config), pp.make(config.pp, tokenizer), tokenizer)
+                      tasks.get(config, tokenizer), pp.make(config.pp, tokenizer), tokenizer)
 
 
-def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
-    """Builds (but does not initialise) everything the loop needs."""
-    parts = build_model_parts(config)
+def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = None
+                     ) -> Experiment:
+    """Builds (but does not initialise) everything the loop needs (`workdir`: see
+    `build_model_parts`)."""
+    parts = build_model_parts(config, workdir)
     sharding.check_batch_size(parts.mesh, config.batch_size, "config.batch_size")
     accum = int(config.get("grad_accum_steps") or 1)
     if accum < 1 or config.batch_size % (accum * sharding.num_batch_shards(parts.mesh)):
@@ -116,6 +126,9 @@ def load_split(config: ml_collections.ConfigDict, split: str, examples: int | No
                tokenizer=None) -> Examples:
     """See `ModelParts.load_split`. A data set whose number of classes differs from
     `config.model.num_classes` is refused."""
+    if config.data.get("lm"):
+        return datasets.subset_examples(lm_data.load_split(config, split, tokenizer),
+                                        examples, split)
     data = datasets.load(config.data.name, split, config.data.get("data_dir"), examples,
                          path=config.data.get("path"), on_disk=config.data.get("on_disk", False),
                          prepared_dir=config.data.get("prepared_dir"))
@@ -131,6 +144,11 @@ def load_split(config: ml_collections.ConfigDict, split: str, examples: int | No
 def _check_length(config, model) -> None:
     """Refuses token sequences longer than the model has positions for (a lookup past the
     last position would silently clamp)."""
+    lm = config.data.get("lm")
+    if lm and hasattr(model, "max_length") and lm.context > model.max_length():
+        raise ValueError(f"config.data.lm.context={lm.context} is longer than the "
+                         f"{model.max_length()} positions of the model; lower it or raise "
+                         "config.model.max_len.")
     tokenizer = config.data.get("tokenizer")
     if tokenizer and hasattr(model, "max_length") and tokenizer.max_len > model.max_length():
         raise ValueError(f"config.data.tokenizer.max_len={tokenizer.max_len} is longer than the "

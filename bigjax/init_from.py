@@ -1,4 +1,4 @@
-"""Starting a run from another run's params or a Hugging Face BERT folder (`config.init_from`).
+"""Starting a run from another run's params or a HF BERT/GPT-2/Llama folder (`config.init_from`).
 
 Params are matched by their "a/b/c" path. From a bigjax workdir only the params of
 its newest checkpoint are read (never optimizer moments), each device reading its
@@ -32,13 +32,14 @@ _LAYER = re.compile(r"^layers_(\d+)$")
 def read_source_params(source: str, scan_layers: bool = False, like=None) -> dict:
     """Params from a bigjax workdir (newest checkpoint) or a HF BERT folder
     (`config.json` + `model.safetensors`; numpy); "minilm" names the bundled
-    all-MiniLM-L6-v2.
+    all-MiniLM-L6-v2. A HF folder whose `config.json` has `model_type` "gpt2" or "llama"
+    is read by `hf_gpt_import` (GPT params, numpy; safetensors may be sharded).
 
     For a workdir, `like` (the new run's params, sharded) gives the layout to read
     into: a flat `{"a/b/c": array}` of the leaves that could be matched, already on
     `like`'s shardings. Without `like` the workdir's params come back as numpy.
     """
-    from bigjax.models import hf_bert_import
+    from bigjax.models import hf_bert_import, hf_gpt_import
 
     if source == "minilm":
         source = hf_bert_import.minilm_folder()
@@ -48,6 +49,8 @@ def read_source_params(source: str, scan_layers: bool = False, like=None) -> dic
         if like is None:
             return checkpoint.read_state_to_host(source, step)["params"]
         return read_workdir_params(source, step, like)
+    if hf_gpt_import.is_hf_gpt_folder(source):
+        return hf_gpt_import.load_hf_gpt(source, scan_layers=scan_layers)[1]
     if os.path.isfile(os.path.join(source, "config.json")) and os.path.isfile(
             os.path.join(source, "model.safetensors")):
         return hf_bert_import.load_hf_bert(source, scan_layers=scan_layers)[1]

@@ -25,13 +25,21 @@ class MetricWriter:
             self._tb = SummaryWriter(run_files.join(workdir, "tensorboard"), flush_secs=30)
 
     def write(self, step: int, scalars: dict[str, float]) -> None:
-        """`scalars` maps names like "train/loss" to numbers."""
-        if not self.enabled:
+        """`scalars` maps names like "train/loss" to numbers (none: no row)."""
+        if not self.enabled or not scalars:
             return
         row = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
         self._jsonl.append(json.dumps(row))
         for name, value in scalars.items():
             self._tb.add_scalar(name, float(value), int(step), walltime=time.time())
+
+    def write_texts(self, step: int, texts: dict[str, list[str]]) -> None:
+        """Texts (e.g. generated samples) to TensorBoard's text tab, one entry per name."""
+        if not self.enabled:
+            return
+        for name, items in texts.items():
+            body = "\n\n---\n\n".join(f"```\n{t}\n```" for t in items)
+            self._tb.add_text(name, body, int(step), walltime=time.time())
 
     def flush(self) -> None:
         """Makes every written row durable (`metrics.jsonl` in a bucket is uploaded in

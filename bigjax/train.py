@@ -32,8 +32,10 @@ from bigjax import (
     sharding,
 )
 from bigjax.checkpoint import Checkpointer
+from bigjax.datasets import lm_data
 from bigjax.experiment import Experiment, build_experiment
 from bigjax.metric_writers import MetricWriter
+from bigjax.pp.lm_tokenizer import LMTokenizer
 from bigjax.preemption import PreemptionCheck
 from bigjax.progress import Progress
 from bigjax.train_state import TrainState, init_state
@@ -219,7 +221,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     workdir = run_files.resolve(workdir)
     run_files.check(workdir)
     cache_folder = compilation_cache.enable(config.compilation_cache_dir, workdir)
-    exp = build_experiment(config)
+    exp = build_experiment(config, workdir)
     spe = exp.train_batches.steps_per_epoch
     log_every = durations.resolve_steps(config, "log_every", spe, 100)
     ckpt_every = config.checkpoint.every_steps
@@ -227,7 +229,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     validate_loop(exp, per_call)
     evals = evaluators.build(evaluators.settings_from_config(config, spe, workdir),
                              exp.load_split, exp.model, exp.task, exp.preprocess, exp.mesh,
-                             exp.rules)
+                             exp.rules, exp.tokenizer)
     created = not epath.Path(workdir).exists()
     run_files.make(workdir)
     checkpointer = Checkpointer(workdir, config.checkpoint.keep, config.checkpoint.async_save)
@@ -236,6 +238,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         check_config(config, workdir, resuming)  # refuse a changed experiment before anything
         state, step, pending_evals = restore_or_init(exp, checkpointer, step)
         write_config(config, workdir, resuming)  # only once the state is known to fit
+        if isinstance(exp.tokenizer, LMTokenizer) and jax.process_index() == 0:
+            lm_data.save_tokenizer(exp.tokenizer, workdir)
     except BaseException:
         checkpointer.close()
         if created and jax.process_index() == 0:  # a failed start leaves no workdir behind
@@ -323,6 +327,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         for evaluator in which:
             metrics = evaluator.run(state.variables, step)
             writer.write(step, _scalars(metrics, evaluator.settings.prefix))
+            writer.write_texts(step, _texts(metrics, evaluator.settings.prefix))
             results[evaluator.settings.name] = metrics
         return results
 
@@ -382,6 +387,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 def _scalars(metrics: dict, prefix: str) -> dict[str, float]:
     return {f"{prefix}{k}": v for k, v in metrics.items() if np.isscalar(v)}
+
+
+def _texts(metrics: dict, prefix: str) -> dict[str, list[str]]:
+    """The metrics that are lists of texts (generated samples)."""
+    return {f"{prefix}{k}": v for k, v in metrics.items()
+            if isinstance(v, list) and v and all(isinstance(t, str) for t in v)}
 
 
 def _write_eval_file(workdir: str, step: int, metrics: dict) -> None:

@@ -19,6 +19,7 @@ from bigjax.datasets import (
     local_files,
     mnist,
     record_files,
+    text_corpora,
     text_file,
     text_files,
 )
@@ -42,7 +43,9 @@ OWN_DATA: dict[str, Callable[..., ArrayDataset | record_files.RecordDataset]] = 
     # A folder of splits already prepared as ArrayRecord files (`record_files.write`).
     "records": lambda split, path, prepared_dir: _records(split, path),
 }
-NAMES = (*LOADERS, *OWN_DATA)
+# Language-modelling corpora (with `config.data.lm`; read by `lm_data`, not `load`).
+CORPORA = text_corpora.NAMES
+NAMES = (*LOADERS, *OWN_DATA, *CORPORA)
 # With `on_disk`: tfds names read by index from tfds's own ArrayRecord files
 # (`tfds.data_source`) when no offline copy is configured: loader(split, data_dir) ->
 # TfdsDataset, or None to prepare the offline files into bigjax's ArrayRecord files.
@@ -65,6 +68,9 @@ def load(name: str, split: str, data_dir: str | None = None, examples: int | Non
     """
     if name not in NAMES:
         raise ValueError(f"Unknown data set {name!r}; known: {sorted(NAMES)}.")
+    if name in CORPORA:
+        raise ValueError(f"{name!r} is a language-modelling corpus: set config.data.lm "
+                         "(its tokenizer and context) to read it.")
     check_examples(examples, name, split)
     prepared_dir = record_files.check_local(prepared_dir or os.path.join(cache_dir(), "prepared"),
                                             "config.data.prepared_dir")

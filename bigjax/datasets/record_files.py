@@ -68,16 +68,19 @@ def check_local(path: str, key: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-def prepare_once(folder: str, split: str, prepare: Callable[[], None]) -> None:
-    """Runs `prepare()` (which writes split `split` into `folder`) unless it is there.
+def prepare_once(folder: str, split: str, prepare: Callable[[], None],
+                 is_ready: Callable[[str, str], bool] | None = None) -> None:
+    """Runs `prepare()` (which writes split `split` into `folder`) unless it is there
+    (`is_ready(folder, split)`, default: `is_prepared`, the ArrayRecord files).
 
     Process 0 prepares first while the others wait; a process that still cannot see the
     files (its own disk) then prepares its own copy. If process 0 fails, the others
     reach the same point and fail the same way (they try to prepare too) instead of
     waiting forever.
     """
+    is_ready = is_ready or is_prepared
     failure = None
-    if jax.process_index() == 0 and not is_prepared(folder, split):
+    if jax.process_index() == 0 and not is_ready(folder, split):
         try:
             prepare()
         except Exception as err:  # re-raised below, after the others are released
@@ -88,7 +91,7 @@ def prepare_once(folder: str, split: str, prepare: Callable[[], None]) -> None:
         multihost_utils.sync_global_devices(f"bigjax_prepare_{folder}_{split}")
     if failure is not None:
         raise failure
-    if not is_prepared(folder, split):
+    if not is_ready(folder, split):
         prepare()
 
 

@@ -21,13 +21,18 @@ from collections.abc import Callable
 import ml_collections
 
 from bigjax import durations
+from bigjax.evaluators import samples
 from bigjax.evaluators.base import EvalSettings, Evaluator
 from bigjax.evaluators.predictions import PredictionsEvaluator
+from bigjax.evaluators.samples import SamplesEvaluator
 from bigjax.evaluators.task_metrics import TaskMetricsEvaluator
 
-TYPES: dict[str, type] = {"metrics": TaskMetricsEvaluator, "predictions": PredictionsEvaluator}
+TYPES: dict[str, type] = {"metrics": TaskMetricsEvaluator, "predictions": PredictionsEvaluator,
+                          "samples": SamplesEvaluator}
+# Keys only some types read (the rest of `EvalSettings.options`).
+SAMPLE_KEYS = tuple(samples.DEFAULTS)
 ENTRY_KEYS = ("type", "split", "every_steps", "every_epochs", "batch_size", "examples",
-              "trim_multiple")
+              "trim_multiple", *SAMPLE_KEYS)
 
 
 def settings_from_config(config: ml_collections.ConfigDict, steps_per_epoch: int,
@@ -58,7 +63,8 @@ def settings_from_config(config: ml_collections.ConfigDict, steps_per_epoch: int
             name=name, type=kind, split=entry.get("split") or defaults["split"],
             every_steps=every, batch_size=entry.get("batch_size") or defaults["batch_size"],
             trim_multiple=entry.get("trim_multiple", defaults["trim_multiple"]),
-            workdir=workdir, options={"examples": entry.get("examples", defaults["examples"])}))
+            workdir=workdir, options={"examples": entry.get("examples", defaults["examples"]),
+                                      **{k: entry.get(k) for k in SAMPLE_KEYS}}))
     return result
 
 
@@ -76,16 +82,20 @@ def _cadence(name: str, entry: dict, steps_per_epoch: int) -> int | None:
 
 
 def build(settings: list[EvalSettings], load_split: Callable, model, task, preprocess, mesh,
-          rules) -> list[Evaluator]:
+          rules, tokenizer=None) -> list[Evaluator]:
     """The evaluators; `load_split(split, examples)` gives each its data (loaded once per
-    (split, examples))."""
+    (split, examples), not at all for types that read none, like "samples")."""
     cache: dict = {}
     evaluators = []
     for s in settings:
+        cls = TYPES[s.type]
+        if not getattr(cls, "NEEDS_DATA", True):
+            evaluators.append(cls(s, model, task, preprocess, None, mesh, rules, tokenizer))
+            continue
         key = (s.split, s.options.get("examples"))
         if key not in cache:
             cache[key] = load_split(*key)
-        evaluators.append(TYPES[s.type](s, model, task, preprocess, cache[key], mesh, rules))
+        evaluators.append(cls(s, model, task, preprocess, cache[key], mesh, rules))
     return evaluators
 
 

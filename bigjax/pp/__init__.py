@@ -12,7 +12,7 @@ from typing import Protocol
 import jax
 import ml_collections
 
-from bigjax.pp import image, text
+from bigjax.pp import image, lm, text
 
 
 class Preprocess(Protocol):
@@ -35,6 +35,7 @@ KINDS: dict[str, Callable[[ml_collections.ConfigDict, object], Preprocess]] = {
     "image": lambda pp, tokenizer: image.make_preprocess(pp),
     "text": _needs_tokenizer(text.make_preprocess),
     "text_mlm": _needs_tokenizer(text.make_preprocess),
+    "lm": lambda pp, tokenizer: lm.next_token_inputs,
 }
 
 
