@@ -22,34 +22,44 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
     every evaluator of the config. Reads the params and model state only (never the
     optimizer state) straight onto this mesh; the train split is never read."""
     from bigjax import compilation_cache, evaluators
-    from bigjax.checkpoint import Checkpointer
     from bigjax.experiment import build_model_parts
-    from bigjax.train_state import abstract_state
 
     compilation_cache.enable(config.compilation_cache_dir, workdir)
     parts = build_model_parts(config, workdir)
     settings = evaluators.settings_from_config(config, steps_per_epoch=1)
     evals = evaluators.build(settings, parts.load_split, parts.model, parts.task,
                              parts.preprocess, parts.mesh, parts.rules, parts.tokenizer)
+    data = next((e.data for e in evals if getattr(e, "data", None) is not None), None)
+    step, variables = restore_model_variables(parts, workdir, step, data)
+    results = {e.settings.name: e.run(variables, step) for e in evals}
+    return {"step": step, **evaluators.flatten_results(results)}
+
+
+def restore_model_variables(parts, workdir: str, step: int | None = None, data=None
+                            ) -> tuple[int, dict]:
+    """`(step, {"params": ..., **model state})` of checkpoint `step` (default: the newest
+    that restores) of the run in `workdir`, straight onto `parts.mesh`. `data` (any split
+    of the config's data) gives the input shapes; None: one example of the eval split."""
+    from bigjax.checkpoint import Checkpointer
+    from bigjax.train_state import abstract_state
+
     checkpointer = Checkpointer(workdir, keep=None, async_save=False, read_only=True)
     try:
         newest = checkpointer.latest_step()
         if newest is None:
             raise FileNotFoundError(f"No checkpoint in {checkpointer.directory}.")
-        data = next((e.data for e in evals if getattr(e, "data", None) is not None), None)
-        if data is None:  # only evaluators that read no data: one example gives the shapes
-            data = parts.load_split(config.data.eval_split, 1)
+        if data is None:
+            data = parts.load_split(parts.config.data.eval_split, 1)
         abstract, _ = abstract_state(parts.variables_init(data), parts.mesh, parts.rules)
         wanted = newest if step is None else step
         step, variables = checkpointer.restore_first_good(
             lambda s: checkpointer.restore_model(s, abstract), wanted)
         if step != wanted:
-            log.warning("Evaluating checkpoint %d instead of %d, which cannot be restored "
+            log.warning("Using checkpoint %d instead of %d, which cannot be restored "
                         "(pass --step=N to choose another).", step, wanted)
     finally:
         checkpointer.close()
-    results = {e.settings.name: e.run(variables, step) for e in evals}
-    return {"step": step, **evaluators.flatten_results(results)}
+    return step, variables
 
 
 def main(argv: list[str] | None = None) -> int:

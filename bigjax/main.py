@@ -27,9 +27,13 @@ from bigjax import config_cli
 EXIT_PREEMPTED = 75  # sysexits.h EX_TEMPFAIL: try again later
 
 
-def parse_args(argv: list[str], description: str, need_config: bool):
+def parse_args(argv: list[str], description: str, need_config: bool,
+               add_arguments=None):
+    """`(args, --config.KEY=VALUE overrides)`; `add_arguments(parser)` adds a command's own."""
     rest, overrides = config_cli.split_override_args(argv)
     parser = argparse.ArgumentParser(description=description)
+    if add_arguments is not None:
+        add_arguments(parser)
     if need_config:
         parser.add_argument("--config", required=True, help="configs/NAME.py[:ARG]")
     parser.add_argument("--workdir", required=True, help="where the run's files go")
