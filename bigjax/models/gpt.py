@@ -188,7 +188,7 @@ class GPT(nn.Module):
         Args:
           inputs: [batch, length] int token ids.
           positions: [batch, length] int positions (default 0, 1, ...; left-padded prompts
-            start theirs at the first real token).
+            start theirs at the first real token); required when decoding.
           key_valid: bool [batch, keys], False at padding tokens (keys = length, or the
             cache length when decoding).
           decode: append to the KV cache and attend to it (see the module docstring).
@@ -198,6 +198,9 @@ class GPT(nn.Module):
           logits float32 [batch, length, padded vocab], aux {"hidden_states"}.
         """
         c = self.config()
+        if positions is None and decode and not self.is_initializing():
+            raise ValueError("Decoding needs the tokens' positions (they continue the cached "
+                             "ones); pass positions=[batch, length].")
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(inputs.shape[1]), inputs.shape)
         x = self.embeddings(inputs, positions=positions, train=train)
