@@ -212,6 +212,9 @@ SCHEMA: dict[str, Node] = {
     "compilation_cache_dir": Key("str", "auto", "persistent XLA compilation cache: \"auto\" "
                                  "($BIGJAX_CACHE_DIR/xla, or beside a gs:// workdir, or "
                                  "~/.cache/bigjax/xla), a folder, or \"\" (off)."),
+    "peak_flops_per_device": Key("float", None, "peak FLOP/s of one device for perf/mfu "
+                                 "(None: a table by device kind; CPUs: a matmul measured at "
+                                 "start-up).", range=ABOVE_ZERO, nullable=True),
     "grad_accum_steps": Key("int", 1, "microbatches per step, gradients summed inside the "
                             "step: the same update with 1/k of the activation memory.",
                             range=POSITIVE),

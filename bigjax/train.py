@@ -38,6 +38,7 @@ from bigjax.metric_writers import MetricWriter
 from bigjax.pp.lm_tokenizer import LMTokenizer
 from bigjax.preemption import PreemptionCheck
 from bigjax.progress import Progress
+from bigjax.throughput import Throughput, xla_flops_per_step
 from bigjax.train_state import TrainState, init_state
 from bigjax.train_step import jit_train_step, make_step_fn
 
@@ -253,8 +254,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if config.optim.get("weight_decay") or config.optim.get("l1") or config.optim.get("l2"):
         log.info(decay_mask.describe(state.params, config.optim.get("decay_exclude")))
     writer = MetricWriter(workdir)
-    train_step = compilation_cache.report_first_call(make_train_step(exp, per_call),
-                                                     cache_folder, "the train step")
+    jitted_step = make_train_step(exp, per_call)
+    train_step = compilation_cache.report_first_call(jitted_step, cache_folder, "the train step")
+    throughput = Throughput.for_experiment(exp)
     progress = Progress(exp.total_steps, config.batch_size, step)
     preemption = PreemptionCheck()
     batches = exp.train_batches.iterate(step, exp.total_steps, per_call=per_call,
@@ -303,6 +305,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             scalars["train/learning_rate"] = values["learning_rate"][-1]
             rates = progress.rates(step)
             scalars["perf/data_wait_fraction"] = rates.pop("data_wait_fraction")
+            if throughput is not None:
+                scalars.update(throughput.scalars(rates["steps_per_sec"]))
             scalars.update({f"train/{k}": v for k, v in rates.items()})
             writer.write(step, scalars)
             log.info(progress.line(step, float(values["loss"].mean()), rates))
@@ -351,6 +355,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 # runs, the loop's wait costs the devices nothing).
                 if metrics is None or all(x.is_ready() for x in jax.tree.leaves(metrics)):
                     progress.waited_for_input(time.perf_counter() - waiting)
+                if throughput is not None and metrics is None:  # once, beside the analytic
+                    log.info(throughput.describe(xla_flops_per_step(
+                        jitted_step, state, batch, per_call,
+                        bool(config.model.get("scan_layers")))))
                 state, metrics = train_step(state, batch)
                 pending.append((step, metrics))
                 step += k
