@@ -103,7 +103,7 @@ def _text_folder(split: str, path: str | None) -> Corpus:
                          "of <split>/**/*.txt files or <split>.txt files.")
     root = epath.Path(path)
     single = root / f"{split}.txt"
-    files = [single] if single.is_file() else sorted((root / split).glob("**/*.txt"))
+    files = [single] if single.is_file() else sorted(_txt_files(root / split))
     if not files:
         raise FileNotFoundError(f"No text for split {split!r} in {path}: expected "
                                 f"{single} or .txt files under {root / split}/.")
@@ -115,6 +115,19 @@ def _text_folder(split: str, path: str | None) -> Corpus:
 
     return Corpus("text_folder", split, documents,
                   _fingerprint("text_folder", split, [_file_id(f) for f in files]))
+
+
+def _txt_files(folder: epath.Path) -> list[epath.Path]:
+    """The .txt files under `folder`, at any depth (epath's glob has no `**` for buckets)."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for child in folder.iterdir():
+        if child.is_dir():
+            found.extend(_txt_files(child))
+        elif child.name.endswith(".txt"):
+            found.append(child)
+    return found
 
 
 def _tfds_corpus(name: str, split: str, text_key: str, offline: str | None = None) -> Corpus:

@@ -58,11 +58,26 @@ class LMTokenizer:
 
     def token_bytes(self) -> np.ndarray:
         """UTF-8 bytes of text each token stands for, int32 [vocab_size] (0 for special
-        tokens): a split's bytes are the sum over its tokens (bits per byte)."""
+        tokens): a split's bytes are the sum over its tokens (bits per byte).
+
+        Byte-level tokenizers (GPT-2's scheme) spell each byte as one character of their
+        alphabet, so a token's bytes are its length; a piece of a multi-byte character
+        decodes to nothing whole on its own. Byte-fallback tokens (``<0x0A>``) are one
+        byte; any other token counts the bytes of its decoded text.
+        """
+        byte_level = json.loads(self._tok.to_str()).get("decoder", {}) or {}
+        byte_level = byte_level.get("type") == "ByteLevel"
+        special = {t.content for t in self._tok.get_added_tokens_decoder().values()
+                   if t.special} | {UNK}
         sizes = np.zeros(self.vocab_size, np.int32)
-        special = {self.eot_id, self._tok.token_to_id(UNK)}
-        for i in range(self.vocab_size):
-            if i not in special:
+        for token, i in self._tok.get_vocab().items():
+            if token in special or i >= self.vocab_size:
+                continue
+            if byte_level:
+                sizes[i] = len(token)
+            elif len(token) == 6 and token.startswith("<0x") and token.endswith(">"):
+                sizes[i] = 1
+            else:
                 sizes[i] = len(self._tok.decode([i]).encode("utf-8"))
         return sizes
 
