@@ -64,7 +64,7 @@ class Throughput:
                 f"{self.peak_per_device / 1e12:.4g} TFLOP/s ({self.peak_source}).")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _peak(configured: float | None, dtype: str) -> tuple[float, str]:
     """`peak_flops.peak_flops_per_device`, measured at most once per process."""
     return peak_flops.peak_flops_per_device(configured, dtype)

@@ -117,7 +117,7 @@ def write_data(spec: dict) -> dict:
         raise AssertionError("training windows with weights other than 1")
     val = exp.load_split(config.evals.val.split, config.evals.val.get("examples"))
     val_arrays = val.take(np.arange(len(val)))
-    lrs = np.asarray([float(exp.schedule(i)) for i in range(spec["steps"])], np.float64)
+    lrs = np.asarray(exp.schedule(np.arange(spec["steps"])), np.float64)
     np.savez(spec["data_file"], input_ids=chunk["input_ids"].astype(np.int32),
              val_input_ids=val_arrays["input_ids"].astype(np.int32),
              val_weights=val_arrays["weights"].astype(np.float32), learning_rate=lrs)
