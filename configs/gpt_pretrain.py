@@ -60,8 +60,8 @@ def get_config(arg=None):
         _common.shrink_for_runlocal(config, steps=20)
         config.data.lm.update(vocab_size=512, context=64)
         config.data.eval_examples = 32
-        config.model.update(vocab_size=512, max_len=64, num_layers=2, hidden=64, heads=4, mlp_dim=128,
-                            kv_heads=2 if variant == "llama-1b" else None)
+        config.model.update(vocab_size=512, max_len=64, num_layers=2, hidden=64, heads=4,
+                            mlp_dim=128, kv_heads=2 if variant == "llama-1b" else None)
         config.batch_size = 8
         config.eval_batch_size = 16
         config.evals.val.update(every_steps=10, examples=32)

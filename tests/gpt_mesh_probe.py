@@ -19,8 +19,8 @@ STEPS = 20
 
 def losses(mesh: dict, data_dir: str | None = None) -> dict:
     """`{"losses": the training loss of each of STEPS steps, "shards": the shape of one
-    device's shard of two params}` of the tiny char GPT (heads and vocabulary divisible by the tensor
-    axis) on `mesh`, on the same batches whatever the mesh."""
+    device's shard of two params}` of the tiny char GPT (heads and vocabulary divisible by
+    the tensor axis) on `mesh`, on the same batches whatever the mesh."""
     import jax
 
     from bigjax import config_cli, sharding, train
@@ -29,7 +29,8 @@ def losses(mesh: dict, data_dir: str | None = None) -> dict:
     config = config_cli.apply_overrides(
         config_cli.load_config_file(os.path.join(REPO, "configs/shakespeare_char.py:runlocal")),
         [(f"mesh.{k}", str(v)) for k, v in mesh.items()] +
-        [("data.data_dir", data_dir or os.environ["BIGJAX_DATA_DIR"]), ("model.heads", "4"), ("model.vocab_multiple", "8"), ("batch_size", "16")])
+        [("data.data_dir", data_dir or os.environ["BIGJAX_DATA_DIR"]), ("model.heads", "4"),
+         ("model.vocab_multiple", "8"), ("batch_size", "16")])
     exp = train.build_experiment(config)
     step = train.make_train_step(exp)
     state = init_state(exp.init_fn, config.seed, exp.state_shardings, exp.rules)

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from conftest import REPO, cli_env
 from gpt_mesh_probe import MESHES, STEPS, losses
 
