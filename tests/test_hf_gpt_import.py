@@ -1,6 +1,7 @@
 """Hugging Face GPT-2 / Llama import: logits parity with transformers (torch CPU, test-only),
 the param tree, sharded files, init_from, and KV-cache decoding of an imported Llama."""
 
+import json
 import os
 
 import flax.linen as nn
@@ -195,3 +196,35 @@ def test_config_errors():
         hf_config_to_kwargs({**llama, "rope_parameters": {"rope_type": "linear"}})
     with pytest.raises(ValueError, match="attention_bias"):
         hf_config_to_kwargs({**llama, "attention_bias": True})
+
+
+def test_init_from_a_hf_folder_starts_training_from_its_weights(tmp_path):
+    """`config.init_from=<HF folder>` continues pretraining: the state starts at the
+    imported params (the optimizer fresh) and trains on a corpus with its own tokenizer."""
+    from bigjax import config_keys, sharding, train
+    from bigjax.train_state import init_state
+
+    _save_tiny(tmp_path / "hf", "llama")
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "train.txt").write_text("to be or not to be, that is the question\n" * 8)
+    kwargs = hf_config_to_kwargs(json.loads((tmp_path / "hf" / "config.json").read_text()))
+    config = config_keys.resolve(dict(
+        data=dict(name="text_folder", path=str(tmp_path / "corpus"), eval_split="train",
+                  prepared_dir=str(tmp_path / "prepared"),
+                  lm=dict(tokenizer="char", context=16)),
+        pp=dict(kind="lm"), model=dict(name="gpt", **kwargs), task="causal_lm",
+        init_from=str(tmp_path / "hf"), batch_size=4, total_steps=2))
+    exp = train.build_experiment(config)
+    assert exp.tokenizer.vocab_size < VOCAB  # the data's ids fit the imported vocabulary
+    fresh = init_state(exp.init_fn, 0, exp.state_shardings, exp.rules)
+    state = train.load_init_from(exp, fresh, str(tmp_path / "hf"))
+    expected = load_hf_gpt(str(tmp_path / "hf"))[1]
+    for path, leaf in jax.tree_util.tree_leaves_with_path(nn.meta.unbox(state.params)):
+        want = expected
+        for key in path:
+            want = want[key.key]
+        np.testing.assert_array_equal(np.asarray(leaf), want)
+    step = train.make_train_step(exp)
+    with sharding.mesh_context(exp.mesh, exp.rules):
+        _, metrics = step(state, sharding.put_batch(exp.train_batches[0], exp.mesh))
+    assert np.isfinite(float(metrics["loss"]))

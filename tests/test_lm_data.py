@@ -137,3 +137,25 @@ def test_tiny_shakespeare_splits_as_tfds_does(real_data_dir):
     assert lengths == {"train": 1003854, "validation": 55770, "test": 55770}
     both = text_corpora.load("tiny_shakespeare", "validation+test", real_data_dir)
     assert sum(len(d) for d in both.documents()) == 111540  # nanoGPT's validation text
+
+
+def test_a_pretrained_tokenizer_folder_is_used_as_it_is(tmp_path):
+    _write_corpus(tmp_path)
+    pretrained = lm_tokenizer.train_bpe([TEXT * 5], vocab_size=280)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "tokenizer.json").write_text(pretrained.to_json())
+    config = _folder_config(tmp_path)
+    config.data.lm.tokenizer = str(tmp_path / "model")
+    tok = lm_data.make_tokenizer(config)
+    assert tok.to_json() == pretrained.to_json() and tok.eot_id == pretrained.eot_id
+    # A tokenizer whose end of text is another token, named by tokenizer_config.json.
+    llama_like = lm_tokenizer.Tokenizer.from_str(pretrained.to_json())
+    llama_like.add_special_tokens(["</s>"])
+    other = tmp_path / "llama"
+    other.mkdir()
+    (other / "tokenizer.json").write_text(llama_like.to_str().replace("<|endoftext|>", "<s>"))
+    (other / "tokenizer_config.json").write_text('{"eos_token": "</s>"}')
+    loaded = lm_tokenizer.load_pretrained(str(other))
+    assert loaded.decode([loaded.eot_id]) == "</s>"
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        lm_tokenizer.load_pretrained(str(tmp_path))
