@@ -319,7 +319,7 @@ def child_main(spec: dict) -> int:
     """Runs one measurement and prints its JSON line."""
     load = os.getloadavg()[0]
     result = {"bigjax": child_bigjax, "torch": child_torch}[spec["kind"]](spec)
-    result["load1_at_start"] = load
+    result["load1_at_start"], result["load1_at_end"] = load, os.getloadavg()[0]
     print(json.dumps(result), flush=True)
     return 0
 
@@ -467,7 +467,8 @@ def parent_main(args: argparse.Namespace) -> int:
             print(f"{name:<13} {tokens / r['train_s']:9.0f} tokens/s  train "
                   f"{r['train_s']:.1f} s, compile {r['compile_s']:.1f} s, val loss "
                   f"{r['val_loss']:.4f} (process {r['process_s']:.1f} s, load "
-                  f"{r['load1_at_start']:.2f})", flush=True)
+                  f"{r['load1_at_start']:.2f}-{r['load1_at_end']:.2f}, CPU/wall "
+                  f"{r['cpu_per_wall']:.2f})", flush=True)
     tokens_per_step = (meta["batch_size"] * meta["context"]) if meta else 0
     summary = summarize(results, tokens_per_step)
     measured = [r for r in results.values() if r]

@@ -9,10 +9,13 @@ generation and a resumed run read it back. Splits are tokenized once into token 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 
+import jax
 import ml_collections
+import numpy as np
 from etils import epath
 
 from bigjax import run_files
@@ -52,6 +55,13 @@ def make_tokenizer(config: ml_collections.ConfigDict, workdir: str | None = None
         tokenizer = lm_tokenizer.train_bpe(train.documents(), config.data.lm.vocab_size)
     log.info("Trained a %s tokenizer of %d tokens on %s (%s).", kind, tokenizer.vocab_size,
              train.name, train.split)
+    if jax.process_count() > 1:  # every process trained its own: they must be one tokenizer
+        from jax.experimental import multihost_utils
+
+        digest = hashlib.sha256(tokenizer.to_json().encode()).digest()[:8]
+        multihost_utils.assert_equal(np.frombuffer(digest, np.int32),
+                                     "The processes trained different tokenizers on the same "
+                                     "text; pass a tokenizer folder as config.data.lm.tokenizer.")
     return tokenizer
 
 
