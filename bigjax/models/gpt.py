@@ -32,6 +32,7 @@ from bigjax.models.layers import axes
 from bigjax.models.layers.causal_attention import CausalSelfAttention
 from bigjax.models.layers.decoder import ACTIVATIONS, NORMS, REMAT_POLICIES, DecoderStack
 from bigjax.models.layers.embeddings import TextEmbeddings, padded_vocab_size
+from bigjax.models.layers.flat import dense_rows
 
 POSITIONS = ("learned", "rotary")
 
@@ -208,7 +209,7 @@ class GPT(nn.Module):
         if c["tie_embeddings"]:
             logits = self.embeddings.attend(x)
         else:
-            logits = self.lm_head(x)
+            logits = dense_rows(self.lm_head, x)
         logits = logits.astype(jnp.float32)
         padded = logits.shape[-1]
         if padded != c["vocab_size"]:

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from bigjax.models.layers import axes
 from bigjax.models.layers.dropout import Dropout
+from bigjax.models.layers.flat import dense_rows
 from bigjax.models.layers.norm import layer_norm
 
 
@@ -148,5 +149,5 @@ class TextEmbeddings(nn.Module):
         The padded vocab is ``padded_vocab_size(vocab_size, vocab_multiple)``; the logits of
         the padding rows are NOT masked here (``MlmHead`` masks them after its bias).
         """
-        logits = self.word_embeddings.attend(x)
+        logits = dense_rows(self.word_embeddings.attend, x)  # 2-D: see layers/flat.py
         return nn.with_logical_constraint(logits, (axes.BATCH, axes.LENGTH, axes.VOCAB))

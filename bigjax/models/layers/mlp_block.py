@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from bigjax.models.layers import axes
 from bigjax.models.layers.dropout import Dropout
+from bigjax.models.layers.flat import dense_rows
 
 
 def gelu(x: jax.Array) -> jax.Array:
@@ -66,14 +67,17 @@ class MlpBlock(nn.Module):
                 name=name,
             )
 
+        # As 2-D matmuls over [batch * length, features] (see `layers/flat.py`).
         inner = (axes.EMBED, axes.MLP)
         if self.gated:
-            h = self.activation(dense(self.mlp_dim, inner, "wi_0", self.kernel_init)(x))
-            h = h * dense(self.mlp_dim, inner, "wi_1", self.kernel_init)(x)
+            h = self.activation(dense_rows(dense(self.mlp_dim, inner, "wi_0",
+                                                 self.kernel_init), x))
+            h = h * dense_rows(dense(self.mlp_dim, inner, "wi_1", self.kernel_init), x)
         else:
-            h = self.activation(dense(self.mlp_dim, inner, "wi", self.kernel_init)(x))
+            h = self.activation(dense_rows(dense(self.mlp_dim, inner, "wi", self.kernel_init),
+                                           x))
         h = nn.with_logical_constraint(h, (axes.BATCH, axes.LENGTH, axes.MLP))
         h = Dropout(self.inner_dropout_rate)(h, deterministic=not train)
-        out = dense(embed, (axes.MLP, axes.EMBED), "wo",
-                    self.out_kernel_init or self.kernel_init)(h)
+        out = dense_rows(dense(embed, (axes.MLP, axes.EMBED), "wo",
+                               self.out_kernel_init or self.kernel_init), h)
         return nn.with_logical_constraint(out, (axes.BATCH, axes.LENGTH, axes.EMBED))
