@@ -50,7 +50,7 @@ class Projection(nn.Module):
     The product is taken as one 2-D matmul, ``[rows, prod(in_dims)] @ [prod(in_dims),
     prod(features)]`` (free reshapes around it): with the batch and length dims
     contracted together, XLA:CPU transposes the weight gradient's operands in slow
-    strided loop fusions; 2-D operands need none (the GPT step: 77 -> 50 ms,
+    strided loop fusions; 2-D operands need none (the GPT step: 77 -> 53 ms,
     experiments/shakespeare).
     """
 
