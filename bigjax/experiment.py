@@ -77,6 +77,7 @@ def build_model_parts(config: ml_collections.ConfigDict, workdir: str | None = N
     elif config.data.get("tokenizer"):
         tokenizer = tokenized.make_tokenizer(config.data.tokenizer)
     model = models.build(config.model)
+    _check_language_model(config, model)
     if tokenizer is not None and hasattr(model, "with_data_vocab"):
         model = model.with_data_vocab(tokenizer.vocab_size)
     _check_length(config, model)
@@ -139,6 +140,18 @@ def load_split(config: ml_collections.ConfigDict, split: str, examples: int | No
         raise ValueError(f"config.model.num_classes={expected} but data set {data.name!r} has "
                          f"{data.num_classes} classes.")
     return data
+
+
+def _check_language_model(config, model) -> None:
+    """Language-model data, preprocessing, task and a causal model go together."""
+    parts = {"config.data.lm": bool(config.data.get("lm")),
+             "config.pp.kind='lm'": config.pp.kind == "lm",
+             "config.task='causal_lm'": config.task == "causal_lm",
+             "a causal model (config.model.name='gpt')": hasattr(model, "init_cache")}
+    if any(parts.values()) and not all(parts.values()):
+        missing = [k for k, v in parts.items() if not v]
+        raise ValueError(f"A language model needs {', '.join(parts)} together; this config "
+                         f"lacks {', '.join(missing)}.")
 
 
 def _check_length(config, model) -> None:

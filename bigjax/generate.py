@@ -5,7 +5,7 @@ lengths, runs them through the model once to fill the cache (each row's position
 at its first real token, its padding hidden from attention), then adds one token per
 step to every row, inside one jit-compiled loop. A row stops at the end-of-text token
 or after `max_new_tokens`. Decoding with the cache gives the tokens decoding by full
-recomputation gives (tests/test_generate.py).
+recomputation gives (tests/test_gpt.py).
 """
 
 from __future__ import annotations
@@ -78,7 +78,10 @@ def generate_tokens(model: nn.Module, params, tokens: jax.Array, valid: jax.Arra
     (_, last, _, done), emitted = jax.lax.scan(
         step, carry, jax.random.split(rng, max_new_tokens - 1))
     last = jnp.where(done, eot_id, last)
-    return jnp.concatenate([emitted.T, last[:, None]], axis=1)
+    out = jnp.concatenate([emitted.T, last[:, None]], axis=1)
+    # Replicated on every device of the mesh (a no-op without one), so that every process
+    # can read all rows; otherwise they would keep the batch sharding of the logits.
+    return nn.with_logical_constraint(out, (None, None))
 
 
 def generate(model: nn.Module, params, prompts: Sequence[np.ndarray], *,
@@ -96,7 +99,8 @@ def generate(model: nn.Module, params, prompts: Sequence[np.ndarray], *,
         raise ValueError(f"The longest prompt ({tokens.shape[1]} tokens) plus max_new_tokens="
                          f"{max_new_tokens} exceeds the model's {limit} positions; shorten "
                          "them.")
-    out = np.asarray(generate_tokens(model, params, jnp.asarray(tokens), jnp.asarray(valid),
+    # numpy inputs: the same on every process, placed by jit (replicated).
+    out = np.asarray(generate_tokens(model, params, tokens, valid,
                                      rng, max_new_tokens=max_new_tokens, eot_id=eot_id,
                                      temperature=float(temperature), top_k=top_k,
                                      top_p=top_p))

@@ -70,10 +70,10 @@ def _peak(configured: float | None, dtype: str) -> tuple[float, str]:
     return peak_flops.peak_flops_per_device(configured, dtype)
 
 
-def xla_flops_per_step(train_step, state, batch, steps_per_call: int, scanned: bool
-                       ) -> float | None:
+def xla_flops_per_step(train_step, state, batch, steps_per_call: int, scanned: bool,
+                       grad_accum_steps: int = 1) -> float | None:
     """XLA's FLOPs for one step of the jitted `train_step(state, batch)` (None when XLA
-    counts a loop body once: several steps per call or scanned layers)."""
-    if steps_per_call != 1 or scanned:
+    counts a loop body once: several steps per call, scanned layers or microbatches)."""
+    if steps_per_call != 1 or scanned or grad_accum_steps != 1:
         return None
     return model_flops.cost_analysis_flops(train_step.lower(state, batch))

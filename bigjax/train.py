@@ -35,6 +35,7 @@ from bigjax.checkpoint import Checkpointer
 from bigjax.datasets import lm_data
 from bigjax.experiment import Experiment, build_experiment
 from bigjax.metric_writers import MetricWriter
+from bigjax.models import hf_gpt_import
 from bigjax.pp.lm_tokenizer import LMTokenizer
 from bigjax.preemption import PreemptionCheck
 from bigjax.progress import Progress
@@ -171,6 +172,13 @@ def load_init_from(exp: Experiment, state: TrainState, source: str) -> TrainStat
     """`state` with the params of `source` (a bigjax workdir, HF folder or "minilm") merged
     in by path onto its shardings, and a fresh optimizer state for them."""
     scan = bool(exp.config.model.get("scan_layers", False))
+    if hf_gpt_import.is_hf_gpt_folder(source):  # equal shapes do not make the same model
+        hf_gpt_import.check_model_matches(source, exp.model.config())
+        lm = exp.config.data.get("lm")
+        if lm and run_files.resolve(lm.tokenizer) != run_files.resolve(source):
+            log.warning("config.init_from=%s is a language model trained with its own "
+                        "tokenizer, but config.data.lm.tokenizer=%s: the token ids mean other "
+                        "things to it unless that is the same tokenizer.", source, lm.tokenizer)
     with sharding.mesh_context(exp.mesh, exp.rules):
         boxed = jax.eval_shape(exp.init_fn, jax.random.PRNGKey(0))
     names = nn.get_partition_spec(boxed).params
@@ -358,7 +366,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 if throughput is not None and metrics is None:  # once, beside the analytic
                     log.info(throughput.describe(xla_flops_per_step(
                         jitted_step, state, batch, per_call,
-                        bool(config.model.get("scan_layers")))))
+                        bool(config.model.get("scan_layers")), config.grad_accum_steps)))
                 state, metrics = train_step(state, batch)
                 pending.append((step, metrics))
                 step += k

@@ -2,7 +2,8 @@
 
     python -m bigjax.main --config=configs/gpt_pretrain.py:gpt2 --workdir=gs://BUCKET/gpt2 \\
         --config.data.name=text_folder --config.data.path=/data/corpus \\
-        --config.data.lm.tokenizer=/models/gpt2        # a folder with a tokenizer.json
+        --config.data.lm.tokenizer=/models/gpt2 --config.model.vocab_size=50257
+        # (a folder holding a tokenizer.json, and the model sized for its vocabulary)
     ...:gpt2-medium   ...:llama-1b                     # the other sizes
     ...:gpt2 --dry_run --config.mesh.fsdp=2 --config.mesh.tensor=4   # bytes per device
     ...:runlocal                                       # a CPU smoke run of the same setup

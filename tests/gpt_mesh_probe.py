@@ -19,11 +19,14 @@ STEPS = 20
 
 def losses(mesh: dict, data_dir: str | None = None) -> dict:
     """`{"losses": the training loss of each of STEPS steps, "shards": the shape of one
-    device's shard of two params}` of the tiny char GPT (heads and vocabulary divisible by
-    the tensor axis) on `mesh`, on the same batches whatever the mesh."""
+    device's shard of two params, "generated": greedy tokens after two prompts}` of the
+    tiny char GPT (heads and vocabulary divisible by the tensor axis) on `mesh`, on the
+    same batches whatever the mesh."""
     import jax
+    import numpy as np
 
     from bigjax import config_cli, sharding, train
+    from bigjax.generate import generate
     from bigjax.train_state import init_state
 
     config = config_cli.apply_overrides(
@@ -39,10 +42,16 @@ def losses(mesh: dict, data_dir: str | None = None) -> dict:
         for k in range(STEPS):
             state, metrics = step(state, sharding.put_batch(exp.train_batches[k], exp.mesh))
             values.append(float(jax.device_get(metrics["loss"])))
+    with sharding.mesh_context(exp.mesh, exp.rules):  # greedy text from the trained params
+        texts = generate(exp.model, state.params, [np.asarray([5, 6, 7], np.int32),
+                                                   np.asarray([9], np.int32)],
+                         max_new_tokens=8, eot_id=exp.tokenizer.eot_id,
+                         rng=jax.random.PRNGKey(0),
+                         batch_multiple=sharding.num_batch_shards(exp.mesh))
     params = state.params
     specs = {"query": params["decoder"]["layers_0"]["attention"]["query"]["kernel"],
              "embedding": params["embeddings"]["word_embeddings"]["embedding"]}
-    return {"losses": values,
+    return {"losses": values, "generated": [t.tolist() for t in texts],
             "shards": {k: list(v.sharding.shard_shape(v.shape)) for k, v in specs.items()}}
 
 

@@ -211,3 +211,24 @@ def test_named_variants_have_their_published_sizes(variant, params_millions):
     count = sum(np.prod(x.shape) for x in jax.tree.leaves(nn.meta.unbox(shapes["params"])))
     assert count / 1e6 == pytest.approx(params_millions, rel=2e-3)
     assert gpt_config(variant)["num_layers"] == VARIANTS[variant]["num_layers"]
+
+
+def test_samples_evaluator_takes_one_prompt_as_one_and_refuses_too_long_samples():
+    from bigjax import sharding
+    from bigjax.evaluators.base import EvalSettings
+    from bigjax.evaluators.samples import SamplesEvaluator
+    from bigjax.pp import lm_tokenizer
+
+    tok = lm_tokenizer.train_char(["ROMEO: JULIET: and more text"])
+    mesh = sharding.make_mesh(__import__("ml_collections").ConfigDict({}))
+
+    def evaluator(**options):
+        settings = EvalSettings(name="samples", type="samples", split="validation",
+                                every_steps=None, batch_size=1, options=options)
+        return SamplesEvaluator(settings, tiny(vocab_size=tok.vocab_size), None, None, None,
+                                mesh, sharding.DEFAULT_RULES, tok)
+
+    assert evaluator(prompts="ROMEO:", max_new_tokens=4).prompts == ["ROMEO:"]
+    assert evaluator(prompts=None, max_new_tokens=4).prompts == [tok.eot]  # unconditional
+    with pytest.raises(ValueError, match="lower max_new_tokens"):
+        evaluator(prompts=["ROMEO:"], max_new_tokens=45)  # 6 + 45 > 48 positions

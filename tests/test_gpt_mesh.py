@@ -16,7 +16,8 @@ from gpt_mesh_probe import MESHES, STEPS, losses
 
 @pytest.mark.slow
 def test_twenty_step_losses_match_across_meshes(real_data_dir):
-    one = losses(dict(data=1, fsdp=1, tensor=1), real_data_dir)["losses"]
+    single = losses(dict(data=1, fsdp=1, tensor=1), real_data_dir)
+    one = single["losses"]
     proc = subprocess.run([sys.executable, "tests/gpt_mesh_probe.py"], cwd=REPO,
                           env=cli_env(8), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -26,6 +27,9 @@ def test_twenty_step_losses_match_across_meshes(real_data_dir):
     for name, found in meshes.items():
         # Float tolerance only: the devices sum in a different order.
         np.testing.assert_allclose(found["losses"], one, rtol=2e-4, err_msg=name)
+        # Generation on the sharded params (rows padded to the batch shards) reads back
+        # whole on the host, the same text as on one device.
+        assert found["generated"] == single["generated"], name
     # The params really are split as the mesh says (embed over fsdp; heads, vocab over
     # tensor), so the equal losses are not those of replicated runs.
     shards = {name: found["shards"] for name, found in meshes.items()}

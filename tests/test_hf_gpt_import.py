@@ -179,6 +179,20 @@ def test_llama_kv_cache_decoding_matches_hf(tmp_path):
     assert err < TOLERANCE
 
 
+def test_init_from_refuses_a_checkpoint_of_another_architecture(tmp_path):
+    """RMSNorm vs a bias-free LayerNorm, or another RoPE base: equal param shapes, another
+    model; init_from names the fields that differ."""
+    from bigjax.models.hf_gpt_import import check_model_matches
+
+    _save_tiny(tmp_path, "llama")
+    kwargs = hf_config_to_kwargs(json.loads((tmp_path / "config.json").read_text()))
+    check_model_matches(str(tmp_path), GPT(**kwargs).config())
+    wrong = GPT(**{**kwargs, "norm": "layer_norm", "rope_theta": 10000.0}).config()
+    with pytest.raises(ValueError, match=r"rope_theta=10000.0 \(checkpoint: 5000.0\), "
+                                         r"norm='layer_norm' \(checkpoint: 'rms_norm'\)"):
+        check_model_matches(str(tmp_path), wrong)
+
+
 def test_config_errors():
     with pytest.raises(ValueError, match="'bert'.*gpt2, llama"):
         hf_config_to_kwargs({"model_type": "bert"})

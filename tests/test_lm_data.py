@@ -159,3 +159,50 @@ def test_a_pretrained_tokenizer_folder_is_used_as_it_is(tmp_path):
     assert loaded.decode([loaded.eot_id]) == "</s>"
     with pytest.raises(FileNotFoundError, match="tokenizer.json"):
         lm_tokenizer.load_pretrained(str(tmp_path))
+
+
+def test_a_workdir_keeps_the_end_of_text_token_of_its_tokenizer(tmp_path):
+    """A tokenizer whose end of text is not <|endoftext|> (e.g. Llama's) is read back from
+    the workdir with the same one."""
+    base = lm_tokenizer.train_bpe([TEXT * 5], vocab_size=280)
+    tok = lm_tokenizer.Tokenizer.from_str(base.to_json().replace("<|endoftext|>", "</s>"))
+    llama_like = lm_tokenizer.LMTokenizer(tok, "</s>")
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    lm_data.save_tokenizer(llama_like, str(workdir))
+    _write_corpus(tmp_path)
+    again = lm_data.make_tokenizer(_folder_config(tmp_path), str(workdir))
+    assert again.eot == "</s>" and again.eot_id == llama_like.eot_id
+
+
+def test_sentencepiece_tokens_count_the_space_they_stand_for():
+    from tokenizers import Tokenizer, decoders, models
+
+    vocab = {"<unk>": 0, "<|endoftext|>": 1, "\u2581the": 2, "\u2581": 3, "é": 4, "<0x0A>": 5}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.decoder = decoders.Metaspace()
+    sizes = lm_tokenizer.LMTokenizer(tok).token_bytes()
+    assert sizes.tolist() == [0, 0, 4, 1, 2, 1]
+
+
+def test_a_damaged_info_file_is_prepared_again(tmp_path):
+    _write_corpus(tmp_path)
+    config = _folder_config(tmp_path)
+    tok = lm_data.make_tokenizer(config)
+    first = lm_data.load_split(config, "train", tok)
+    with open(token_stream.info_path(first.folder, "train"), "w") as f:
+        f.write('{"format": ')  # cut off, as by a kill while writing
+    assert not token_stream.is_prepared(first.folder, "train")
+    again = lm_data.load_split(config, "train", tok)
+    assert again.num_tokens == first.num_tokens
+
+
+def test_language_model_parts_must_go_together(tmp_path):
+    from bigjax.experiment import build_model_parts
+
+    _write_corpus(tmp_path)
+    config = _folder_config(tmp_path)
+    config.model = ml_collections.ConfigDict(dict(name="bert_mlm", variant="tiny"))
+    config = config_keys.resolve(config)
+    with pytest.raises(ValueError, match="lacks a causal model"):
+        build_model_parts(config)

@@ -10,6 +10,7 @@ generation and a resumed run read it back. Splits are tokenized once into token 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 
@@ -44,7 +45,7 @@ def make_tokenizer(config: ml_collections.ConfigDict, workdir: str | None = None
     `config.data.lm.tokenizer`: "char" or "bpe" trained on the training split, or a
     folder holding a `tokenizer.json`."""
     if workdir is not None and epath.Path(tokenizer_path(workdir)).is_file():
-        return LMTokenizer.from_json(epath.Path(tokenizer_path(workdir)).read_text())
+        return lm_tokenizer.load_pretrained(workdir)  # with its end-of-text token
     kind = config.data.lm.tokenizer
     if kind not in lm_tokenizer.KINDS:
         return lm_tokenizer.load_pretrained(kind)
@@ -66,9 +67,13 @@ def make_tokenizer(config: ml_collections.ConfigDict, workdir: str | None = None
 
 
 def save_tokenizer(tokenizer: LMTokenizer, workdir: str) -> None:
-    """Writes `workdir/tokenizer.json` unless it is there (a resumed run keeps its own)."""
+    """Writes `workdir/tokenizer.json` and `tokenizer_config.json` (its end-of-text token,
+    as Hugging Face folders name it) unless the workdir has them (a resumed run keeps its
+    own)."""
     path = tokenizer_path(workdir)
     if not epath.Path(path).exists():
+        run_files.write_text(run_files.join(workdir, lm_tokenizer.CONFIG_FILE),
+                             json.dumps({"eos_token": tokenizer.eot}))
         run_files.write_text(path, tokenizer.to_json())
 
 

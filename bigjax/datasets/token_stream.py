@@ -44,8 +44,11 @@ def is_prepared(folder: str, split: str) -> bool:
     """Whether `folder` holds a complete token file of `split` (the info file is last)."""
     if not (os.path.isfile(info_path(folder, split)) and os.path.isfile(token_path(folder, split))):
         return False
-    with open(info_path(folder, split)) as f:
-        return json.load(f).get("format") == FORMAT
+    try:
+        with open(info_path(folder, split)) as f:
+            return json.load(f).get("format") == FORMAT
+    except (OSError, ValueError):  # unreadable: prepared again (and rewritten whole)
+        return False
 
 
 def cache_folder(root: str, corpus: Corpus, tokenizer: LMTokenizer) -> str:
@@ -82,8 +85,9 @@ def prepare(corpus: Corpus, tokenizer: LMTokenizer, folder: str) -> None:
         os.replace(tmp, token_path(folder, corpus.split))
         info = {"format": FORMAT, "tokens": count, "documents": documents,
                 "dtype": np.dtype(dtype).name, "vocab_size": tokenizer.vocab_size}
-        with open(info_path(folder, corpus.split), "w") as f:
+        with open(f"{tmp}.json", "w") as f:  # the info file last, and whole
             json.dump(info, f)
+        os.replace(f"{tmp}.json", info_path(folder, corpus.split))
         log.info("Tokenized %s (%s): %d documents, %d tokens, into %s.", corpus.name,
                  corpus.split, documents, count, folder)
 

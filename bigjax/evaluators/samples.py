@@ -5,8 +5,9 @@
 
 Each run decodes every prompt with the KV cache (`bigjax.generate`), with a fixed
 sampling key, so the samples of two checkpoints differ only by the params. Returns
-`{"samples": [prompt + generated text, ...]}` (written to TensorBoard as text and to
-`eval/step_<N>.json`); process 0 also writes them to `workdir/samples/step_<N>.txt`.
+`{"samples": [prompt + generated text, ...]}` (written to TensorBoard as text, and to
+`eval/step_<N>.json` by the final evaluation); process 0 also writes them to
+`workdir/samples/step_<N>.txt` at every evaluation.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class SamplesEvaluator:
                    for k, v in DEFAULTS.items()}
         self.settings, self.model, self.tokenizer = settings, model, tokenizer
         self.mesh, self.rules = mesh, rules
-        self.prompts = list(options.pop("prompts") or [tokenizer.eot])
+        prompts = options.pop("prompts") or [tokenizer.eot]
+        self.prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         self.options = options
         self._encoded = [self._encode(p) for p in self.prompts]
         longest = max(len(ids) for ids in self._encoded) + options["max_new_tokens"]

@@ -260,3 +260,25 @@ def load_hf_gpt(folder: str, *, scan_layers: bool = False) -> tuple[dict[str, An
     for name in files:
         tensors.update(read_safetensors((root / name).read_bytes()))
     return kwargs, convert_hf_gpt(tensors, hf_config, scan_layers=scan_layers)
+
+
+# Fields that shape the computation without (always) shaping a param: a difference is
+# not caught by the param shapes when the checkpoint is merged in.
+_ARCHITECTURE_FIELDS = ("num_layers", "hidden", "heads", "kv_heads", "mlp_dim", "position",
+                        "rope_theta", "tie_embeddings", "activation", "norm", "norm_eps",
+                        "use_bias")
+
+
+def check_model_matches(folder: str, model_config: dict[str, Any]) -> None:
+    """ValueError listing every architecture field in which `model_config` (a `GPT`'s
+    resolved `config()`) differs from the checkpoint in `folder` (e.g. RMSNorm vs a
+    bias-free LayerNorm, or another RoPE base: equal param shapes, another model)."""
+    expected = hf_config_to_kwargs(json.loads((epath.Path(folder) / "config.json").read_text()))
+    mine = {**model_config, "kv_heads": model_config["kv_heads"] or model_config["heads"]}
+    theirs = {**expected, "kv_heads": expected["kv_heads"] or expected["heads"]}
+    differ = [f"{k}={mine[k]!r} (checkpoint: {theirs[k]!r})" for k in _ARCHITECTURE_FIELDS
+              if mine[k] != theirs[k]]
+    if differ:
+        raise ValueError(f"config.init_from={folder} holds another architecture than "
+                         f"config.model: {', '.join(differ)}. Set config.model to the "
+                         "checkpoint's (models.hf_gpt_import.hf_config_to_kwargs gives them).")

@@ -16,6 +16,7 @@ from etils import epath
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 EOT = "<|endoftext|>"
+CONFIG_FILE = "tokenizer_config.json"  # names the end-of-text token ("eos_token")
 UNK = "<unk>"
 KINDS = ("char", "bpe")
 # The char tokenizer reads text in pieces of at most this many characters (a BPE model
@@ -63,12 +64,13 @@ class LMTokenizer:
         Byte-level tokenizers (GPT-2's scheme) spell each byte as one character of their
         alphabet, so a token's bytes are its length; a piece of a multi-byte character
         decodes to nothing whole on its own. Byte-fallback tokens (``<0x0A>``) are one
-        byte; any other token counts the bytes of its decoded text.
+        byte; any other token counts the UTF-8 bytes of its text, SentencePiece's ``▁``
+        read as the space it stands for.
         """
         byte_level = json.loads(self._tok.to_str()).get("decoder", {}) or {}
         byte_level = byte_level.get("type") == "ByteLevel"
         special = {t.content for t in self._tok.get_added_tokens_decoder().values()
-                   if t.special} | {UNK}
+                   if t.special} | {UNK, self.eot}
         sizes = np.zeros(self.vocab_size, np.int32)
         for token, i in self._tok.get_vocab().items():
             if token in special or i >= self.vocab_size:
@@ -77,8 +79,8 @@ class LMTokenizer:
                 sizes[i] = len(token)
             elif len(token) == 6 and token.startswith("<0x") and token.endswith(">"):
                 sizes[i] = 1
-            else:
-                sizes[i] = len(self._tok.decode([i]).encode("utf-8"))
+            else:  # SentencePiece's "▁" is a space (decoding one token alone strips it)
+                sizes[i] = len(token.replace("\u2581", " ").encode("utf-8"))
         return sizes
 
     def to_json(self) -> str:
@@ -122,17 +124,19 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> LMTokenizer:
 
 
 def load_pretrained(folder: str) -> LMTokenizer:
-    """The `tokenizer.json` of a model folder (e.g. a Hugging Face GPT-2 or Llama); the
-    end-of-text token is `<|endoftext|>` if it has one, else the `eos_token` of its
-    `tokenizer_config.json`."""
+    """The `tokenizer.json` of a model folder (e.g. a Hugging Face GPT-2 or Llama, or a
+    bigjax workdir); the end-of-text token is the `eos_token` of its
+    `tokenizer_config.json`, else `<|endoftext|>`."""
     path = epath.Path(folder) / "tokenizer.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: config.data.lm.tokenizer names a "
                                 "folder holding a tokenizer.json, 'char' or 'bpe'.")
     tok = Tokenizer.from_str(path.read_text())
     eot = EOT
-    config = epath.Path(folder) / "tokenizer_config.json"
-    if tok.token_to_id(EOT) is None and config.is_file():
+    config = epath.Path(folder) / CONFIG_FILE
+    if config.is_file():
         eos = json.loads(config.read_text()).get("eos_token")
-        eot = eos.get("content") if isinstance(eos, dict) else eos or EOT
+        eot = (eos.get("content") if isinstance(eos, dict) else eos) or EOT
+        if tok.token_to_id(eot) is None and tok.token_to_id(EOT) is not None:
+            eot = EOT
     return LMTokenizer(tok, eot)

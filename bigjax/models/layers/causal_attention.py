@@ -74,7 +74,9 @@ class CausalSelfAttention(nn.Module):
             of batched prompts); keys = ``length``, or the cache length when decoding.
           decode: write this call's keys and values into the cache at ``cache_index`` and
             attend to every cached slot up to each query's own. The first call (at init)
-            creates a cache as long as ``x``.
+            creates a cache as long as ``x``; the caller keeps the writes within it
+            (``generate`` sizes it to prompt + new tokens): past its end,
+            ``dynamic_update_slice`` would clamp and overwrite the last slots.
 
         Returns:
           [batch, length, embed].
