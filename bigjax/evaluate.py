@@ -35,11 +35,12 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
     return {"step": step, **evaluators.flatten_results(results)}
 
 
-def restore_model_variables(parts, workdir: str, step: int | None = None, data=None
-                            ) -> tuple[int, dict]:
+def restore_model_variables(parts, workdir: str, step: int | None = None, data=None,
+                            doing: str = "Evaluating") -> tuple[int, dict]:
     """`(step, {"params": ..., **model state})` of checkpoint `step` (default: the newest
     that restores) of the run in `workdir`, straight onto `parts.mesh`. `data` (any split
-    of the config's data) gives the input shapes; None: one example of the eval split."""
+    of the config's data) gives the input shapes; None: one example of the eval split.
+    `doing` starts the warning when another checkpoint than the one asked for is used."""
     from bigjax.checkpoint import Checkpointer
     from bigjax.train_state import abstract_state
 
@@ -55,8 +56,8 @@ def restore_model_variables(parts, workdir: str, step: int | None = None, data=N
         step, variables = checkpointer.restore_first_good(
             lambda s: checkpointer.restore_model(s, abstract), wanted)
         if step != wanted:
-            log.warning("Using checkpoint %d instead of %d, which cannot be restored "
-                        "(pass --step=N to choose another).", step, wanted)
+            log.warning("%s checkpoint %d instead of %d, which cannot be restored "
+                        "(pass --step=N to choose another).", doing, step, wanted)
     finally:
         checkpointer.close()
     return step, variables

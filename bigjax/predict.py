@@ -58,7 +58,8 @@ def predict(config, workdir: str, args: argparse.Namespace) -> dict:
     window = np.zeros((1, config.data.lm.context + 1), np.int32)
     shapes = ArrayDataset({"input_ids": window, "weights": np.ones((1, window.shape[1] - 1),
                                                                    np.float32)})
-    step, variables = restore_model_variables(parts, workdir, args.step, shapes)
+    step, variables = restore_model_variables(parts, workdir, args.step, shapes,
+                                              doing="Generating from")
     tokenizer = parts.tokenizer
     encoded = [tokenizer.encode(p) if p else [tokenizer.eot_id] for p in args.prompts]
     encoded = [ids if len(ids) else [tokenizer.eot_id] for ids in encoded]

@@ -86,10 +86,10 @@ CASES = [
     Case("NaN learning rate", [DIGITS, "--config.optim.learning_rate=nan"],
          "--config.optim.learning_rate expects a number (float >= 0), got 'nan'."),
     Case("unknown task", [DIGITS, "--config.task=clasification"],
-         "config.task='clasification' is not one of 'classification', 'mlm'. Did you mean "
-         "'classification'?"),
+         "config.task='clasification' is not one of 'classification', 'mlm', 'causal_lm'. "
+         "Did you mean 'classification'?"),
     Case("unknown pp.kind", [DIGITS, "--config.pp.kind=images"],
-         "config.pp.kind='images' is not one of 'image', 'text', 'text_mlm'."),
+         "config.pp.kind='images' is not one of 'image', 'text', 'text_mlm', 'lm'."),
     Case("unknown schedule", [DIGITS, "--config.optim.schedule=cosine"],
          "config.optim.schedule='cosine' is not one of 'constant', 'warmup_cosine', "
          "'warmup_linear'."),
