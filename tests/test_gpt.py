@@ -182,6 +182,10 @@ def test_scanned_and_rematerialized_layers_compute_the_same_loss_and_gradients()
         np.testing.assert_allclose(grads["decoder"]["layers"]["mlp"]["wo"]["kernel"][1],
                                    base_grads["decoder"]["layers_1"]["mlp"]["wo"]["kernel"],
                                    rtol=1e-4, atol=1e-7)
+        # remat takes effect: the gradient's program recomputes the layer (a remat
+        # primitive), which it does not without remat.
+        jaxpr = str(jax.make_jaxpr(jax.grad(lambda p, m=model: loss(m, p)))(scanned))
+        assert ("remat" in jaxpr) == model.remat
 
 
 def test_padded_vocabulary_columns_are_never_predicted():
