@@ -43,7 +43,9 @@ def get_config(arg=None):
     )
     if "gpu" in args:
         config.data.lm.context = 256
-        config.model.update(variant="shakespeare", max_len=256, dropout_rate=0.2)
+        # bfloat16 activations, float32 params: nanoGPT's bf16 autocast on GPU.
+        config.model.update(variant="shakespeare", max_len=256, dropout_rate=0.2,
+                            dtype="bfloat16")
         config.evals.samples.max_new_tokens = 240
         config.batch_size = 64
         config.total_steps = 5000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -186,6 +188,26 @@ def test_scanned_and_rematerialized_layers_compute_the_same_loss_and_gradients()
         # primitive), which it does not without remat.
         jaxpr = str(jax.make_jaxpr(jax.grad(lambda p, m=model: loss(m, p)))(scanned))
         assert ("remat" in jaxpr) == model.remat
+
+
+def test_bfloat16_embedding_gradients_accumulate_in_float32():
+    """In bfloat16 the embedding tables' gradients are scatter-adds in the params' float32
+    (a bfloat16 scatter-add was 33 of the 40 ms step of the GPU recipe on an H200), and the
+    forward values are those of nn.Embed's cast-then-gather."""
+    model = tiny(dtype=jnp.bfloat16)
+    ids = jnp.asarray(np.random.default_rng(0).integers(0, VOCAB, (2, 8)), jnp.int32)
+    params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), ids, train=False)["params"])
+
+    def loss(p):
+        return model.apply({"params": p}, ids, train=False)[0].astype(jnp.float32).mean()
+
+    hlo = jax.jit(jax.grad(loss)).lower(params).as_text()
+    scatters = re.findall(r'"stablehlo.scatter".*?-> (tensor<[^>]*>)', hlo, re.S)
+    assert scatters and all(t.endswith("xf32>") for t in scatters), scatters
+    table = params["embeddings"]["word_embeddings"]["embedding"]
+    embed = model.bind({"params": params}).embeddings
+    assert jnp.array_equal(embed.lookup(embed.word_embeddings, ids),
+                           jnp.take(table.astype(jnp.bfloat16), ids, axis=0))
 
 
 def test_padded_vocabulary_columns_are_never_predicted():

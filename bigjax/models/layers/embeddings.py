@@ -129,19 +129,30 @@ class TextEmbeddings(nn.Module):
         Returns:
           [batch, length, embed] in ``dtype``.
         """
-        x = self.word_embeddings(ids)
+        x = self.lookup(self.word_embeddings, ids)
         if self.learned_positions:
             if positions is None:
                 positions = jnp.arange(ids.shape[-1])[None, :]
-            x = x + self.position_embeddings(positions)
+            x = x + self.lookup(self.position_embeddings, positions)
         if self.type_vocab_size:
             if token_type_ids is None:
                 token_type_ids = jnp.zeros_like(ids)
-            x = x + self.token_type_embeddings(token_type_ids)
+            x = x + self.lookup(self.token_type_embeddings, token_type_ids)
         if self.use_layer_norm:
             x = self.norm(x)
         x = self.dropout(x, deterministic=not train)
         return nn.with_logical_constraint(x, (axes.BATCH, axes.LENGTH, axes.EMBED))
+
+    def lookup(self, table: nn.Embed, ids: jax.Array) -> jax.Array:
+        """Rows of ``table`` for ``ids`` [...]: gathered in ``param_dtype``, then cast to
+        ``dtype`` -> [..., embed].
+
+        ``nn.Embed`` casts the whole table to ``dtype`` before gathering, so in bfloat16 the
+        gradient's scatter-add into the table runs in bfloat16. On an H200 that scatter
+        (16,384 tokens into 67 rows, GPU atomics on bfloat16) took 33 ms of the 40 ms step of
+        nanoGPT's GPU recipe; gathering first keeps it in float32. The values are the same.
+        """
+        return jnp.take(table.embedding, ids, axis=0).astype(self.dtype)
 
     def attend(self, x: jax.Array) -> jax.Array:
         """Tied decoder: x: [batch, length, embed] -> [batch, length, padded vocab] logits.
