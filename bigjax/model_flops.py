@@ -1,10 +1,14 @@
-"""Analytic training FLOPs of a language model, and XLA's count of a compiled step.
+"""Analytic training FLOPs of a model, and XLA's count of a compiled step.
 
-``gpt_train_flops_per_token`` is the Kaplan et al. (2020) / PaLM (Chowdhery et al.
-2022, appendix B) estimate of the FLOPs one token costs in a training step (forward +
-backward = 3 x forward; a matmul of an [m, k] by a [k, n] is 2*m*k*n FLOPs): what MFU
-divides by. ``cost_analysis_flops`` reads XLA's own count from a lowered or compiled
-step (what ``dry_run`` reports), to check the analytic figure against.
+``train_flops_per_example`` is what MFU divides by, for every model family: for a
+language model, ``gpt_train_flops_per_token`` (the Kaplan et al. 2020 / PaLM, Chowdhery
+et al. 2022, appendix B estimate, causal attention halved) times the context; for any
+other model, the matmul and convolution FLOPs of its forward and backward passes counted
+from the forward's jaxpr (``jaxpr_flops``: dense, convolution and attention with its
+sequence-length term; norms, BatchNorm included, and activations are not counted, as
+MaxText counts).
+``cost_analysis_flops`` reads XLA's own count from a lowered or compiled step (what
+``dry_run`` reports), to check the analytic figure against.
 """
 
 from __future__ import annotations
@@ -12,8 +16,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import flax.linen as nn
+import jax
+import numpy as np
+
+from bigjax.jaxpr_flops import function_flops
 from bigjax.models.gpt import GPT
 from bigjax.models.layers.embeddings import padded_vocab_size
+from bigjax.train_state import make_variables_init
 
 
 def gpt_train_flops_per_token(model: GPT, seq_len: int) -> dict[str, Any]:
@@ -103,3 +113,40 @@ def cost_analysis_flops(compiled: Any) -> float | None:
         return None
     flops = float(cost["flops"])
     return flops if math.isfinite(flops) and flops >= 0 else None
+
+
+def train_flops_per_example(parts: Any, sample: dict) -> dict[str, Any]:
+    """Analytic training FLOPs of one example of ``parts`` (an ``experiment.ModelParts``).
+
+    Args:
+      parts: the config's model, task and data (``ModelParts`` or ``Experiment``).
+      sample: one preprocessed example, ``[1, ...]`` arrays (``parts.sample``).
+
+    Returns:
+      ``flops``: training FLOPs of one example (forward + backward).
+      ``tokens``: tokens in one example (language models: the context; models of token
+        ids ``[1, length]``: the length), or None (images, features).
+      ``basis``: how it was counted, for the log.
+    """
+    config = parts.config
+    lm = config.data.get("lm")
+    if lm and isinstance(parts.model, GPT):
+        per_token = gpt_train_flops_per_token(parts.model, lm.context)["total"]
+        return {"flops": per_token * lm.context, "tokens": int(lm.context),
+                "basis": "6N + causal attention per token (model_flops."
+                         "gpt_train_flops_per_token)"}
+    kwargs = parts.task.model_kwargs(sample)
+    init = make_variables_init(parts.model, sample["inputs"], kwargs)
+    variables = nn.meta.unbox(jax.eval_shape(init, jax.random.key(0)))
+    params = variables.pop("params")
+
+    def apply(params, model_state, inputs, kwargs):
+        return parts.model.apply({"params": params, **model_state}, inputs, train=False,
+                                 **kwargs)
+
+    flops = function_flops(apply, params, variables, sample["inputs"], kwargs)
+    inputs = np.asarray(sample["inputs"]) if not isinstance(sample["inputs"], dict) else None
+    tokens = (int(inputs.shape[1]) if inputs is not None and inputs.ndim == 2
+              and np.issubdtype(inputs.dtype, np.integer) else None)
+    return {"flops": flops.train, "tokens": tokens,
+            "basis": "the forward's and backward's matmuls and convolutions (jaxpr_flops)"}

@@ -84,3 +84,22 @@ def test_a_wait_while_the_devices_still_compute_is_not_counted(tmp_path, monkeyp
         loop_wait = delay * steps_per_sec  # the share of the time the loop waited
         assert loop_wait > 0.15  # each ~0.1 s step waited 0.03 s for its batch
         assert fraction < 0.5 * loop_wait, (fractions, rates)
+
+
+def test_a_cnn_run_logs_examples_per_second_and_mfu(tmp_path):
+    """MFU for a family no other JAX codebase reports it for: the digits CNN's rows carry
+    perf/examples_per_sec = steps/s x batch, the analytic FLOP/s and its share of peak."""
+    config = config_cli.load_config_file(os.path.join(REPO, "configs", "digits_cnn.py:runlocal"))
+    config = config_cli.apply_overrides(config, [("total_steps", "8"), ("log_every_steps", "4"),
+                                                 ("peak_flops_per_device", "1e12")])
+    train_and_evaluate(config, str(tmp_path))
+    with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if "perf/mfu" in line]
+    assert len(rows) == 2
+    for row in rows:
+        rate = row["train/steps_per_sec"]
+        np.testing.assert_allclose(row["perf/examples_per_sec"], rate * config.batch_size)
+        assert "perf/tokens_per_sec" not in row  # images: no tokens
+        assert row["perf/tflops_per_sec_per_device"] > 0
+        np.testing.assert_allclose(row["perf/mfu"] * 1e12,
+                                   row["perf/tflops_per_sec_per_device"] * 1e12, rtol=1e-6)

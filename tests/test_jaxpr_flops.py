@@ -1,0 +1,107 @@
+"""The FLOP counts MFU divides by, for every model family: hand-computed values for an MLP
+and a convolution, the GPT formula, and XLA's count of a transformer's training step."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+from bigjax.jaxpr_flops import conv_flops, function_flops
+from bigjax.model_flops import cost_analysis_flops, gpt_train_flops_per_token
+from bigjax.models.bert import BertForSequenceClassification
+from bigjax.models.cnn import CNN
+from bigjax.models.gpt import GPT
+from bigjax.models.mlp import MLP
+
+
+def model_flops(model, inputs, **kwargs):
+    """Flops of `model.apply` on `inputs`, trained with respect to its params."""
+    params = nn.meta.unbox(jax.eval_shape(
+        lambda x: model.init(jax.random.PRNGKey(0), x, train=False, **kwargs), inputs)["params"])
+    return function_flops(lambda p, x: model.apply({"params": p}, x, train=False, **kwargs)[0],
+                          params, inputs)
+
+
+def test_mlp_flops_equal_the_hand_count():
+    batch, features, (h1, h2), classes = 8, 28 * 28, (128, 64), 10
+    flops = model_flops(MLP(num_classes=classes, hidden=(h1, h2)),
+                        jax.ShapeDtypeStruct((batch, 28, 28, 1), jnp.float32))
+    layers = [2 * batch * features * h1, 2 * batch * h1 * h2, 2 * batch * h2 * classes]
+    assert flops.forward == sum(layers)
+    # The first layer's input is the data: its backward computes the kernel's gradient
+    # only (2x forward); the others also pass the gradient down (3x).
+    assert flops.train == 2 * layers[0] + 3 * (layers[1] + layers[2])
+
+
+def test_convolution_flops_equal_the_hand_count():
+    batch, size, channels = 4, 12, 3
+    model = CNN(num_classes=10, conv_features=(16, 32), kernel_size=3, padding="VALID",
+                pool_size=2, pool_every=2, dense=(64,))
+    flops = model_flops(model, jax.ShapeDtypeStruct((batch, size, size, channels), jnp.float32))
+    conv0 = 2 * batch * 10 * 10 * 16 * (3 * 3 * channels)  # 12 -> 10, VALID
+    conv1 = 2 * batch * 8 * 8 * 32 * (3 * 3 * 16)  # 10 -> 8, then pooled to 4
+    dense0 = 2 * batch * (4 * 4 * 32) * 64
+    head = 2 * batch * 64 * 10
+    assert flops.forward == conv0 + conv1 + dense0 + head
+    assert flops.train == 2 * conv0 + 3 * (conv1 + dense0 + head)
+
+
+def test_grouped_and_strided_convolutions():
+    dims = jax.lax.conv_dimension_numbers((1, 9, 9, 8), (3, 3, 4, 6), ("NHWC", "HWIO", "NHWC"))
+    # 2 groups of 4 input features, stride 2: a 4x4 output of 6 features.
+    assert conv_flops((1, 4, 4, 6), (3, 3, 4, 6), dims) == 2 * 16 * 6 * (3 * 3 * 4)
+
+    def conv(kernel, x):
+        return jax.lax.conv_general_dilated(x, kernel, (2, 2), "VALID", dimension_numbers=dims,
+                                            feature_group_count=2)
+
+    flops = function_flops(conv, jax.ShapeDtypeStruct((3, 3, 4, 6), jnp.float32),
+                           jax.ShapeDtypeStruct((1, 9, 9, 8), jnp.float32))
+    assert flops.forward == 2 * 16 * 6 * (3 * 3 * 4)
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(),
+    dict(position="rotary", kv_heads=2, activation="swiglu", norm="rms_norm",
+         tie_embeddings=False, vocab_multiple=64),
+])
+def test_gpt_jaxpr_count_equals_the_6n_formula(overrides):
+    """Every GPT matmul reads trained weights and activations, so the jaxpr count is
+    the formula's without the causal saving (PaLM's count), exactly."""
+    model = GPT(variant="nano", num_layers=2, vocab_size=100, max_len=48, **overrides)
+    seq = 48
+    flops = model_flops(model, jax.ShapeDtypeStruct((2, seq), jnp.int32))
+    assert flops.train == 2 * seq * gpt_train_flops_per_token(model, seq)["total_no_causal_saving"]
+    assert flops.train == 3 * flops.forward
+
+
+def test_scanned_and_rematerialized_layers_count_every_layer_once():
+    inputs = jax.ShapeDtypeStruct((2, 32), jnp.int32)
+    plain = model_flops(GPT(variant="nano", num_layers=3, vocab_size=64, max_len=32), inputs)
+    for fields in (dict(scan_layers=True), dict(scan_layers=True, remat=True),
+                   dict(remat=True)):
+        model = GPT(variant="nano", num_layers=3, vocab_size=64, max_len=32, **fields)
+        assert model_flops(model, inputs) == plain, fields
+
+
+def test_transformer_count_is_within_10_percent_of_xla():
+    """A BERT classifier's training step: the jaxpr count against XLA's cost_analysis of
+    value_and_grad (XLA adds the elementwise ops: norms, softmax, GELU)."""
+    model = BertForSequenceClassification(variant="tiny", vocab_size=1000, max_len=256,
+                                          num_classes=2)  # 2 layers, 128-d, 2 heads
+    ids = jax.ShapeDtypeStruct((4, 256), jnp.int32)
+    params = nn.meta.unbox(jax.eval_shape(
+        lambda x: model.init(jax.random.PRNGKey(0), x, train=False), ids)["params"])
+
+    def loss(p, x):
+        logits = model.apply({"params": p}, x, train=False)[0]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, x[:, 0] % 2).mean()
+
+    xla = cost_analysis_flops(jax.jit(jax.value_and_grad(loss)).lower(params, ids).compile())
+    ours = model_flops(model, ids).train
+    print(f"jaxpr / cost_analysis = {ours / xla:.4f}")
+    assert abs(ours / xla - 1) < 0.10
+    # The attention term (q k^T and p v, 3x forward) matters here: leaving it out misses.
+    attention = 2 * 3 * 2 * (2 * 4 * 256 * 256 * 128)  # 2 layers, 3x, both matmuls
+    assert abs((ours - attention) / xla - 1) > 0.10
