@@ -26,15 +26,15 @@ from bigjax import config_keys
 from bigjax.config_schema import ConfigError, Key
 
 __all__ = ["ConfigError", "apply_overrides", "config_from_json", "load_config_file",
-           "split_override_args", "to_json", "valid_keys"]
+           "load_sweep", "split_override_args", "to_json", "valid_keys"]
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
 
-def load_config_file(spec: str) -> ml_collections.ConfigDict:
-    """Loads `path/to/file.py[:arg]` by calling its `get_config(arg)`; returns the config
-    resolved against the schema (every key set, every value checked)."""
+def _call_config_function(spec: str, function: str):
+    """Executes the config file of `path/to/file.py[:arg]` and returns `function(arg)`;
+    a failure inside the file is a one-line `ConfigError` naming the line."""
     path, _, arg = spec.partition(":")
     if not os.path.isfile(path):
         raise ConfigError(f"Config file {path!r} does not exist (see configs/ for the choices).")
@@ -45,16 +45,29 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
         module_spec = importlib.util.spec_from_file_location("bigjax_user_config", path)
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
-        if not hasattr(module, "get_config"):
-            raise ConfigError(f"Config file {path!r} defines no get_config(arg=None).")
-        config = module.get_config(arg or None)
+        if not hasattr(module, function):
+            raise ConfigError(f"Config file {path!r} defines no {function}(arg=None).")
+        return getattr(module, function)(arg or None)
     except ConfigError:
         raise
     except Exception as err:  # the config's own code failed: say where, in one line
         raise ConfigError(f"{spec}: {_where_in(err, path)}{type(err).__name__}: {err}") from err
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    """Loads `path/to/file.py[:arg]` by calling its `get_config(arg)`; returns the config
+    resolved against the schema (every key set, every value checked)."""
+    config = _call_config_function(spec, "get_config")
+    path = spec.partition(":")[0]
     if not isinstance(config, ml_collections.ConfigDict | dict):
         raise ConfigError(f"{path}:get_config must return an ml_collections.ConfigDict.")
     return config_keys.resolve(config)
+
+
+def load_sweep(spec: str) -> list:
+    """The points of `path/to/file.py[:arg]`'s `get_sweep(arg)` (unchecked: see
+    `sweep_points.check_points`)."""
+    return _call_config_function(spec, "get_sweep")
 
 
 def _where_in(err: BaseException, path: str) -> str:

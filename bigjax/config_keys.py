@@ -62,6 +62,13 @@ DATA = Section("What is read, from where.", {
                            "readers): each training image is cut to a random [min, max] "
                            "fraction of its area, aspect ratio 3/4..4/3, and resized back to "
                            "its size (None: off).", nullable=True),
+    "cv_folds": Key("int", None, "k-fold cross-validation of data.train_split: train on "
+                    "all folds but data.cv_fold; split 'cv_holdout' is that fold (None: off; "
+                    "scripts/sweep.py --cv_folds runs every fold).", range=Range(2, None),
+                    nullable=True),
+    "cv_fold": Key("int", 0, "the held-out fold under data.cv_folds.", range=NON_NEGATIVE),
+    "cv_seed": Key("int", 0, "seeds the one shuffle that cuts the folds (the same for every "
+                   "fold).", range=NON_NEGATIVE),
     "input_shape": Key("ints", None, "expected shape of one input (checked at start; None: "
                        "not checked).", range=POSITIVE, nullable=True),
     "lm": Section("Language modelling: the corpus tokenized into one token stream, read "

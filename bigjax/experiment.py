@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from bigjax import datasets, durations, models, optim, pp, sharding, tasks
-from bigjax.datasets import lm_data, tokenized
+from bigjax.datasets import cv_folds, lm_data, tokenized
 from bigjax.datasets.array_dataset import Examples
 from bigjax.input_pipeline import TrainBatches
 from bigjax.pp.host_crop import HostCrop
@@ -125,14 +125,30 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = No
 
 def load_split(config: ml_collections.ConfigDict, split: str, examples: int | None = None,
                tokenizer=None) -> Examples:
-    """See `ModelParts.load_split`. A data set whose number of classes differs from
+    """See `ModelParts.load_split`. Under `config.data.cv_folds` the training split is
+    all folds but `config.data.cv_fold`, and split "cv_holdout" is that fold
+    (`datasets/cv_folds.py`). A data set whose number of classes differs from
     `config.model.num_classes` is refused."""
+    folds = config.data.get("cv_folds")
     if config.data.get("lm"):
+        if folds:
+            raise ValueError("config.data.cv_folds cross-validates small data sets of "
+                             "examples, not a language model's token stream: unset it.")
         return datasets.subset_examples(lm_data.load_split(config, split, tokenizer),
                                         examples, split)
-    data = datasets.load(config.data.name, split, config.data.get("data_dir"), examples,
+    if split == cv_folds.HOLDOUT and not folds:
+        raise ValueError(f"Split {split!r} is a cross-validation fold: set "
+                         "config.data.cv_folds (and config.data.cv_fold).")
+    in_folds = bool(folds) and split in (cv_folds.HOLDOUT, config.data.train_split)
+    data = datasets.load(config.data.name, config.data.train_split if in_folds else split,
+                         config.data.get("data_dir"), None if in_folds else examples,
                          path=config.data.get("path"), on_disk=config.data.get("on_disk", False),
                          prepared_dir=config.data.get("prepared_dir"))
+    if in_folds:  # the folds are cut from the whole split, then subset
+        train_rows, held_rows = cv_folds.fold_rows(len(data), folds, config.data.cv_fold,
+                                                   config.data.cv_seed)
+        data = data.subset(held_rows if split == cv_folds.HOLDOUT else train_rows)
+        data = datasets.subset_examples(data, examples, split)
     if config.data.get("tokenizer"):
         data = tokenized.tokenize(data, config.data.tokenizer, tokenizer=tokenizer)
     expected = config.model.get("num_classes")

@@ -4,10 +4,15 @@
     ...:runlocal  -> a few steps, for smoke tests
     ...:evals     -> named evaluators: test metrics, test ROC AUC (gathered per-example
                      outputs) and train-split metrics, each on its own cadence
+
+    python scripts/sweep.py --config=configs/digits_cnn.py --workdir_root=/tmp/digits_sweep
+    ...:runlocal  -> the same 2x2 sweep (learning rate x width), seconds per point
 """
 
 import _common
 import ml_collections
+
+from bigjax.sweep_points import axis, product
 
 
 def get_config(arg=None):
@@ -39,3 +44,9 @@ def get_config(arg=None):
             config.evals.test_auc.update(every_epochs=None, every_steps=20)
             config.evals.train.update(every_epochs=None, every_steps=5)
     return config
+
+
+def get_sweep(arg=None):
+    """Learning rate x width of the convolutions: 2 x 2 points."""
+    return product(axis("optim.learning_rate", [1e-3, 3e-3]),
+                   axis("model.conv_features", [(16, 32), (32, 64)]))

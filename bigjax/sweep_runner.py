@@ -1,0 +1,171 @@
+"""Runs a sweep's runs as ordinary bigjax runs, each in its own workdir and process.
+
+``run_all`` starts ``python -m bigjax.main --config=SPEC --workdir=ROOT/<run> --config...``
+for every run that has not finished, at most ``parallel`` at a time. A run has finished
+when ``ROOT/logs/<run>.result.json`` exists: it is written only after the run's process
+exited 0 and printed its final metrics. So re-running a sweep skips the finished runs
+and resumes the others from their newest checkpoint (bigjax resumes a workdir it
+trained into): a sweep killed or preempted half-way continues where it stopped, every
+run done once. A run that fails is reported and left unfinished; the others go on.
+
+Devices: on a machine with several GPUs, ``device_groups`` splits them between the runs
+that go at once (each process sees its group through ``CUDA_VISIBLE_DEVICES``). On CPU
+the runs share the cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from etils import epath
+
+from bigjax import run_files
+from bigjax.sweep_points import Run
+
+LOGS = "logs"
+
+
+def result_path(root: str, run: Run) -> str:
+    """``ROOT/logs/<run>.result.json``: the run's final metrics, once it finished."""
+    return run_files.join(root, LOGS, f"{run.name}.result.json")
+
+
+def read_result(root: str, run: Run) -> dict | None:
+    """The finished run's result (see `run_one`), or None when it has not finished."""
+    path = epath.Path(result_path(root, run))
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def command(run: Run, root: str, config_spec: str, base_overrides: Sequence[tuple[str, str]],
+            python: str = sys.executable) -> list[str]:
+    """The bigjax.main command line of ``run``: the command line's overrides, then the
+    run's (which win)."""
+    args = [python, "-m", "bigjax.main", f"--config={config_spec}",
+            f"--workdir={run_files.join(root, run.name)}"]
+    return args + [f"--config.{k}={v}" for k, v in (*base_overrides, *run.args)]
+
+
+def steps_per_second(workdir: str) -> float | None:
+    """Median ``train/steps_per_sec`` of a run's logged rows, the first (which includes
+    compiling) left out when there are others; None when it logged none."""
+    path = epath.Path(workdir) / "metrics.jsonl"
+    if not path.exists():
+        return None
+    rates = [row["train/steps_per_sec"] for row in map(json.loads, path.read_text().splitlines())
+             if "train/steps_per_sec" in row]
+    rates = rates[1:] or rates
+    return float(sorted(rates)[len(rates) // 2]) if rates else None
+
+
+def run_one(run: Run, root: str, config_spec: str, base_overrides: Sequence[tuple[str, str]],
+            env: dict | None = None) -> dict | None:
+    """Runs (or resumes) ``run``; its output is appended to ``ROOT/logs/<run>.log``.
+    Returns its result, also written to ``result_path``: ``run`` fields, ``final`` (the
+    metrics the run printed last), ``wall_s`` (summed over its attempts that ended),
+    ``steps_per_sec``, ``attempts``; None when the process failed."""
+    logs = epath.Path(run_files.join(root, LOGS))
+    logs.mkdir(parents=True, exist_ok=True)
+    attempts_file = logs / f"{run.name}.attempts.json"
+    attempts = json.loads(attempts_file.read_text()) if attempts_file.exists() else []
+    cmd = command(run, root, config_spec, base_overrides)
+    start = time.time()
+    header = f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n"
+    environ = {**os.environ, **(env or {})}
+    if run_files.is_url(root):  # a bucket has no appends: the log is written at the end
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=environ)
+        old = (logs / f"{run.name}.log").read_text() if (logs / f"{run.name}.log").exists() else ""
+        (logs / f"{run.name}.log").write_text(old + header + proc.stderr + proc.stdout)
+    else:  # the log grows as the run goes (tail -f it)
+        with open(logs / f"{run.name}.log", "a") as log:
+            log.write(header)
+            log.flush()
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True,
+                                  env=environ)
+            log.write(proc.stdout)
+    wall = time.time() - start
+    attempts.append({"wall_s": wall, "returncode": proc.returncode})
+    attempts_file.write_text(json.dumps(attempts))
+    final = _last_json(proc.stdout)
+    if proc.returncode != 0 or final is None:
+        return None
+    result = {"name": run.name, "point": run.point, "overrides": run.overrides,
+              "seed": run.seed, "fold": run.fold, "final": final,
+              "wall_s": sum(a["wall_s"] for a in attempts), "attempts": len(attempts),
+              "steps_per_sec": steps_per_second(run_files.join(root, run.name))}
+    epath.Path(result_path(root, run)).write_text(json.dumps(result))
+    return result
+
+
+def _last_json(stdout: str) -> dict | None:
+    """The last line of ``stdout`` that is a JSON object (bigjax.main's final metrics)."""
+    for line in reversed(stdout.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def gpu_groups(parallel: int, visible: str | None = None) -> list[dict] | None:
+    """``parallel`` environments splitting this machine's GPUs (``CUDA_VISIBLE_DEVICES``,
+    else those ``nvidia-smi`` lists) into equal groups; None where there are no GPUs."""
+    ids = [i for i in (visible if visible is not None else
+                       os.environ.get("CUDA_VISIBLE_DEVICES", "")).split(",") if i.strip()]
+    if not ids:
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        ids = [i.strip() for i in out.splitlines() if i.strip()]
+    if not ids:
+        return None
+    if len(ids) % parallel:
+        raise ValueError(f"--parallel={parallel} must divide the {len(ids)} GPUs "
+                         f"({','.join(ids)}) so that every run gets as many.")
+    size = len(ids) // parallel
+    return [{"CUDA_VISIBLE_DEVICES": ",".join(ids[i * size:(i + 1) * size])}
+            for i in range(parallel)]
+
+
+def run_all(runs: Sequence[Run], root: str, config_spec: str,
+            base_overrides: Sequence[tuple[str, str]], parallel: int = 1,
+            envs: list[dict] | None = None, say: Callable[[str], None] = print
+            ) -> dict[str, dict | None]:
+    """Runs every unfinished run of ``runs`` (``parallel`` at a time, the i-th at once in
+    ``envs[i]``); returns ``{run name: result or None (failed)}`` for every run."""
+    results = {run.name: read_result(root, run) for run in runs}
+    todo = [run for run in runs if results[run.name] is None]
+    say(f"{len(runs) - len(todo)} of {len(runs)} runs already finished; running "
+        f"{len(todo)}, {parallel} at a time, in {root}.")
+    slots: queue.Queue = queue.Queue()
+    for i in range(parallel):
+        slots.put(envs[i] if envs else {})
+    lock = threading.Lock()
+
+    def one(run: Run) -> None:
+        env = slots.get()
+        try:
+            result = run_one(run, root, config_spec, base_overrides, env)
+        finally:
+            slots.put(env)
+        with lock:
+            results[run.name] = result
+            done = sum(r is not None for r in results.values())
+            state = "finished" if result else \
+                f"FAILED (see {run_files.join(root, LOGS, run.name + '.log')})"
+            say(f"[{done}/{len(runs)}] {run.name}: {state}")
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        list(pool.map(one, todo))
+    return results
