@@ -219,6 +219,11 @@ SCHEMA: dict[str, Node] = {
     "compilation_cache_dir": Key("str", "auto", "persistent XLA compilation cache: \"auto\" "
                                  "($BIGJAX_CACHE_DIR/xla, or beside a gs:// workdir, or "
                                  "~/.cache/bigjax/xla), a folder, or \"\" (off)."),
+    "profile_steps": Key("ints", None, "(first, last) train steps to trace with "
+                         "jax.profiler into workdir/tensorboard/plugins/profile (None: off).",
+                         range=POSITIVE, nullable=True),
+    "profile_memory": Key("bool", False, "with profile_steps: also save the device memory "
+                          "profile after the last traced step (workdir/profile/*.prof)."),
     "peak_flops_per_device": Key("float", None, "peak FLOP/s of one device for perf/mfu "
                                  "(None: a table by device kind; CPUs: a matmul measured at "
                                  "start-up).", range=ABOVE_ZERO, nullable=True),

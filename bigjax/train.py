@@ -39,6 +39,7 @@ from bigjax.models import hf_gpt_import
 from bigjax.pp.lm_tokenizer import LMTokenizer
 from bigjax.preemption import PreemptionCheck
 from bigjax.progress import Progress
+from bigjax.step_profiler import StepProfiler
 from bigjax.throughput import Throughput, xla_flops_per_step
 from bigjax.train_state import TrainState, init_state
 from bigjax.train_step import jit_train_step, make_step_fn
@@ -49,7 +50,8 @@ log = logging.getLogger("bigjax")
 RESUMABLE_CHANGES = ("total_steps", "total_epochs", "log_every_steps", "eval_every_steps",
                      "eval_every_epochs", "checkpoint.every_steps", "checkpoint.keep",
                      "eval_batch_size", "eval_trim_multiple", "data.eval_examples",
-                     "divergence_factor", "compilation_cache_dir",
+                     "divergence_factor", "compilation_cache_dir", "profile_steps",
+                     "profile_memory",
                      # Where and by whom the same batches are read (tested equal):
                      "data.workers", "data.on_disk", "data.prepared_dir")
 RESUMABLE_PREFIXES = ("evals.",)
@@ -267,6 +269,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     throughput = Throughput.for_experiment(exp)
     progress = Progress(exp.total_steps, config.batch_size, step)
     preemption = PreemptionCheck()
+    profiler = StepProfiler(config.profile_steps, config.profile_memory, workdir)
     batches = exp.train_batches.iterate(step, exp.total_steps, per_call=per_call,
                                         workers=config.data.workers)
     pending: list = []  # (first step, device metrics) not yet fetched
@@ -366,9 +369,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                     log.info(throughput.describe(xla_flops_per_step(
                         jitted_step, state, batch, per_call,
                         bool(config.model.get("scan_layers")), config.grad_accum_steps)))
+                profiler.before_call(step, k)
                 state, metrics = train_step(state, batch)
                 pending.append((step, metrics))
                 step += k
+                profiler.after_call(step, state)
                 stop = preemption.should_stop()
                 due_log = durations.crossed(step, log_every, k) or step == exp.total_steps
                 due_ckpt = durations.crossed(step, ckpt_every, k) or stop
@@ -392,6 +397,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         _write_eval_file(workdir, step, flat)
         return {"step": step, **flat}
     finally:
+        profiler.close()
         preemption.close()
         writer.close()
         checkpointer.close()

@@ -113,8 +113,11 @@ def jit_train_step(one_step, state_shardings, mesh: Mesh, steps_per_call: int = 
     convolutions inside a scan several times slower.
     """
     leading = 0 if steps_per_call == 1 else 1
-    fn = one_step if steps_per_call == 1 else \
-        (lambda state, batches: jax.lax.scan(one_step, state, batches))
+
+    def scanned_steps(state, batches):  # a name for profiles and HLO dumps
+        return jax.lax.scan(one_step, state, batches)
+
+    fn = one_step if steps_per_call == 1 else scanned_steps
     return jax.jit(fn, donate_argnums=0,
                    in_shardings=(state_shardings, sharding.batch_sharding(mesh, leading)),
                    out_shardings=(state_shardings, sharding.replicated(mesh)))
