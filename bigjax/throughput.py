@@ -38,9 +38,15 @@ class Throughput:
     num_devices: int
 
     @classmethod
-    def for_experiment(cls, exp) -> Throughput:
-        """The throughput constants of `exp` (an `experiment.Experiment`)."""
-        count = model_flops.train_flops_per_example(exp, exp.sample(exp.train_batches.data))
+    def for_experiment(cls, exp) -> Throughput | None:
+        """The throughput constants of `exp` (an `experiment.Experiment`); None, with a
+        warning, for a model whose FLOPs cannot be counted (training goes on)."""
+        try:
+            count = model_flops.train_flops_per_example(exp, exp.sample(exp.train_batches.data))
+        except Exception as err:  # counting must never stop a run
+            log.warning("No analytic FLOP count for this model (%s: %s): perf/mfu and "
+                        "perf/examples_per_sec are not logged.", type(err).__name__, err)
+            return None
         batch = int(exp.config.batch_size)
         tokens = None if count["tokens"] is None else batch * count["tokens"]
         peak, source = _peak(exp.config.get("peak_flops_per_device"), exp.config.model.dtype)

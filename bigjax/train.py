@@ -316,7 +316,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             scalars["train/learning_rate"] = values["learning_rate"][-1]
             rates = progress.rates(step)
             scalars["perf/data_wait_fraction"] = rates.pop("data_wait_fraction")
-            scalars.update(throughput.scalars(rates["steps_per_sec"]))
+            if throughput is not None:
+                scalars.update(throughput.scalars(rates["steps_per_sec"]))
             scalars.update({f"train/{k}": v for k, v in rates.items()})
             writer.write(step, scalars)
             log.info(progress.line(step, float(values["loss"].mean()), rates))
@@ -365,7 +366,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 # runs, the loop's wait costs the devices nothing).
                 if metrics is None or all(x.is_ready() for x in jax.tree.leaves(metrics)):
                     progress.waited_for_input(time.perf_counter() - waiting)
-                if metrics is None:  # once, beside the analytic count
+                if throughput is not None and metrics is None:  # once, beside XLA's
                     log.info(throughput.describe(xla_flops_per_step(
                         jitted_step, state, batch, per_call,
                         bool(config.model.get("scan_layers")), config.grad_accum_steps)))

@@ -103,3 +103,20 @@ def test_a_cnn_run_logs_examples_per_second_and_mfu(tmp_path):
         assert row["perf/tflops_per_sec_per_device"] > 0
         np.testing.assert_allclose(row["perf/mfu"] * 1e12,
                                    row["perf/tflops_per_sec_per_device"] * 1e12, rtol=1e-6)
+
+
+def test_a_model_whose_flops_cannot_be_counted_still_trains(tmp_path, monkeypatch, caplog):
+    from bigjax import model_flops
+
+    def broken(*args):
+        raise NotImplementedError("a primitive the counter does not know")
+
+    monkeypatch.setattr(model_flops, "train_flops_per_example", broken)
+    config = config_cli.load_config_file(os.path.join(REPO, "configs", "digits_cnn.py:runlocal"))
+    config = config_cli.apply_overrides(config, [("total_steps", "4"), ("log_every_steps", "2")])
+    with caplog.at_level("WARNING", logger="bigjax"):
+        train_and_evaluate(config, str(tmp_path))
+    assert "No analytic FLOP count" in caplog.text
+    with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    assert any("train/loss" in r for r in rows) and not any("perf/mfu" in r for r in rows)
