@@ -75,3 +75,15 @@ def test_a_bad_point_is_refused_before_anything_runs():
 def test_the_digits_config_defines_a_2x2_sweep():
     points = sweep_points.check_points(config_cli.load_sweep(DIGITS), DIGITS, [])
     assert len(points) == 4 and {len(p) for p in points} == {2}
+
+
+def test_parallel_runs_split_the_gpus_between_them():
+    from bigjax.sweep_runner import gpu_groups
+
+    assert gpu_groups(4, "0,1,2,3,4,5,6,7") == [
+        {"CUDA_VISIBLE_DEVICES": "0,1"}, {"CUDA_VISIBLE_DEVICES": "2,3"},
+        {"CUDA_VISIBLE_DEVICES": "4,5"}, {"CUDA_VISIBLE_DEVICES": "6,7"}]
+    assert gpu_groups(2, "3,5") == [{"CUDA_VISIBLE_DEVICES": "3"},
+                                    {"CUDA_VISIBLE_DEVICES": "5"}]
+    with pytest.raises(ValueError, match="must divide the 3 GPUs"):
+        gpu_groups(2, "0,1,2")
