@@ -154,6 +154,9 @@ def run_group(name: str, group: dict, root: str, collect_only: bool
         if done.returncode != 0:
             raise RecordError(f"{group['script']} failed:\n{done.stderr[-2000:]}")
         table = [line for line in done.stdout.splitlines() if line.startswith("|")]
+        if not table:  # never replace a recorded table with nothing
+            raise RecordError(f"{group['script']} printed no markdown table: the README's "
+                              f"table of group {name!r} is left as it was.")
         return "\n".join(table) + "\n", [], 0
     folder = os.path.join(root, name)
     runs = sweep_points.expand(points_of(group), group.get("seeds"), group.get("cv_folds"))
