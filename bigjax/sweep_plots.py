@@ -4,7 +4,6 @@ curves of all runs overlaid. See `sweep_results` for the tables they go with."""
 from __future__ import annotations
 
 import io
-import json
 import numbers
 import re
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from etils import epath  # noqa: E402
 
-from bigjax import run_files  # noqa: E402
+from bigjax import metrics_file, run_files  # noqa: E402
 from bigjax.sweep_points import Run, override_text  # noqa: E402
 
 
@@ -40,13 +39,13 @@ def plot_metric_vs_keys(root: str, table: list[dict], keys: list[str], metric: s
     order."""
     paths = []
     for key in keys:
-        values = []
+        values: dict[str, object] = {}  # text -> value, in the sweep's order
         for row in table:
-            v = row["overrides"].get(key)
-            if v is not None and v not in values:
-                values.append(v)
-        numeric = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values)
-        position = {override_text(v): (v if numeric else i) for i, v in enumerate(values)}
+            if key in row["overrides"]:
+                values.setdefault(override_text(row["overrides"][key]), row["overrides"][key])
+        numeric = all(isinstance(v, numbers.Real) and not isinstance(v, bool)
+                      for v in values.values())
+        position = {text: (v if numeric else i) for i, (text, v) in enumerate(values.items())}
         lines: dict[str, list] = {}
         for row in table:
             if key not in row["overrides"] or metric not in row["metrics"]:
@@ -63,11 +62,11 @@ def plot_metric_vs_keys(root: str, table: list[dict], keys: list[str], metric: s
             points.sort()
             ax.errorbar([p[0] for p in points], [p[1] for p in points],
                         yerr=[p[2] for p in points], marker="o", capsize=3, label=label)
-        if numeric and min(values) > 0 and max(values) / min(values) >= 3:
+        if numeric and min(values.values()) > 0 and \
+                max(values.values()) / min(values.values()) >= 3:
             ax.set_xscale("log")
             ax.minorticks_off()
-        ax.set_xticks([position[override_text(v)] for v in values],
-                      [override_text(v) for v in values])
+        ax.set_xticks(list(position.values()), list(position))
         ax.set_xlabel(key)
         ax.set_ylabel(f"final {metric}")
         ax.grid(alpha=0.3)
@@ -75,11 +74,6 @@ def plot_metric_vs_keys(root: str, table: list[dict], keys: list[str], metric: s
             ax.legend(fontsize=7)
         paths.append(_save(fig, root, f"{_file_part(metric)}_vs_{_file_part(key)}.png"))
     return paths
-
-
-def _rows(root: str, run: Run) -> list[dict]:
-    path = epath.Path(run_files.join(root, run.name, "metrics.jsonl"))
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def plot_curves(root: str, runs: Sequence[Run], results: dict, metric: str) -> str:
@@ -92,14 +86,13 @@ def plot_curves(root: str, runs: Sequence[Run], results: dict, metric: str) -> s
             continue
         label = None if run.point in colours else run.point  # one legend entry per point
         colour = colours.setdefault(run.point, f"C{len(colours) % 10}")
-        rows = _rows(root, run)
-        train = [(r["step"], r["train/loss"]) for r in rows if "train/loss" in r]
-        evals = [(r["step"], r[f"eval/{metric}"]) for r in rows if f"eval/{metric}" in r]
-        if train:
-            left.plot(*zip(*train, strict=True), color=colour, alpha=0.8, label=label)
-        if evals:
-            right.plot(*zip(*evals, strict=True), color=colour, marker="o", alpha=0.8,
-                       label=label)
+        rows = metrics_file.read_rows(run_files.join(root, run.name))
+        train = metrics_file.series(rows, "train/loss")
+        evals = metrics_file.series(rows, f"eval/{metric}")
+        if train[0]:
+            left.plot(*train, color=colour, alpha=0.8, label=label)
+        if evals[0]:
+            right.plot(*evals, color=colour, marker="o", alpha=0.8, label=label)
     left.set(xlabel="step", ylabel="train loss", title="training loss")
     right.set(xlabel="step", ylabel=metric, title=f"eval {metric}")
     for ax in (left, right):

@@ -41,7 +41,7 @@ def scalar_metrics(final: dict) -> dict[str, float]:
 def choose_metric(results: Sequence[dict], wanted: str | None) -> str | None:
     """``wanted`` (checked), else the first of ``PREFERRED_METRICS`` (also as the last
     part of a named evaluator's ``name/metric``) that a result has, else its first."""
-    names = [k for r in results for k in scalar_metrics(r["final"])]
+    names = [k for r in results for k in scalar_metrics(r.get("final", {}))]
     if wanted:
         if wanted not in names:
             raise ValueError(f"--metric={wanted} is not among the runs' final metrics: "
@@ -56,15 +56,19 @@ def choose_metric(results: Sequence[dict], wanted: str | None) -> str | None:
 
 def summarize(runs: Sequence[Run], results: dict[str, dict | None]) -> list[dict]:
     """One row per point, in the sweep's order: ``point``, ``overrides``, ``runs``,
-    ``finished``, ``metrics`` {name: (mean, std or None, n)}, ``wall_s``,
-    ``steps_per_sec`` (means over its finished runs; None when none finished)."""
+    ``finished``, ``failed`` (counts), ``metrics`` {name: (mean, std or None, n)},
+    ``wall_s``, ``steps_per_sec`` (means over its finished runs; None when none
+    finished)."""
     rows: dict[str, dict] = {}
     for run in runs:
         row = rows.setdefault(run.point, {"point": run.point, "overrides": run.overrides,
-                                          "runs": 0, "finished": []})
+                                          "runs": 0, "finished": [], "failed": 0})
         row["runs"] += 1
-        if results.get(run.name):
-            row["finished"].append(results[run.name])
+        result = results.get(run.name)
+        if result and "failed" in result:
+            row["failed"] += 1
+        elif result:
+            row["finished"].append(result)
     table = []
     for row in rows.values():
         done = row.pop("finished")
@@ -103,7 +107,7 @@ def runs_csv(runs: Sequence[Run], results: dict[str, dict | None]) -> str:
     metrics = sorted({k for r in results.values() if r for k in scalar_metrics(r["final"])})
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["run", *keys, "seed", "fold", "finished", *metrics, "wall_s",
+    writer.writerow(["run", *keys, "seed", "fold", "status", *metrics, "wall_s",
                      "steps_per_sec"])
     for run in runs:
         result = results.get(run.name)
@@ -111,11 +115,18 @@ def runs_csv(runs: Sequence[Run], results: dict[str, dict | None]) -> str:
         writer.writerow([run.name, *[override_text(run.overrides[k]) if k in run.overrides
                                      else "" for k in keys],
                          "" if run.seed is None else run.seed,
-                         "" if run.fold is None else run.fold, int(bool(result)),
+                         "" if run.fold is None else run.fold, status(result),
                          *[_fmt(values.get(m)) for m in metrics],
                          _fmt(result and result["wall_s"]),
                          _fmt(result and result["steps_per_sec"])])
     return out.getvalue()
+
+
+def status(result: dict | None) -> str:
+    """"finished", "failed: <its error line>", or "" (not ended yet)."""
+    if result is None:
+        return ""
+    return f"failed: {result['failed']}" if "failed" in result else "finished"
 
 
 def results_csv(table: list[dict], keys: list[str]) -> str:
@@ -125,13 +136,14 @@ def results_csv(table: list[dict], keys: list[str]) -> str:
                 if std is not None}
     out = io.StringIO()
     writer = csv.writer(out)
-    header = ["point", *keys, "runs", "finished"]
+    header = ["point", *keys, "runs", "finished", "failed"]
     for m in metrics:
         header += [m, f"{m}_std"] if m in repeated else [m]
     writer.writerow([*header, "wall_s", "steps_per_sec"])
     for row in table:
         line = [row["point"], *[override_text(row["overrides"][k]) if k in row["overrides"]
-                                else "" for k in keys], row["runs"], row["finished"]]
+                                else "" for k in keys], row["runs"], row["finished"],
+                row["failed"]]
         for m in metrics:
             mean, std, _ = row["metrics"].get(m, (None, None, 0))
             line += [_fmt(mean), _fmt(std)] if m in repeated else [_fmt(mean)]
@@ -153,7 +165,8 @@ def results_markdown(table: list[dict], keys: list[str], metric: str | None,
     for row in table:
         cells = [override_text(row["overrides"][k]) if k in row["overrides"] else ""
                  for k in keys]
-        cells.append(f"{row['finished']}/{row['runs']}")
+        cells.append(f"{row['finished']}/{row['runs']}" +
+                     (f" ({row['failed']} failed)" if row["failed"] else ""))
         for m in metrics:
             mean, std, _ = row["metrics"].get(m, (None, None, 0))
             text = _fmt4(mean) + ("" if std is None else f" ± {_fmt4(std)}")

@@ -27,10 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from etils import epath
 
-from bigjax import run_files
+from bigjax import metrics_file, run_files
 from bigjax.sweep_points import Run
 
 LOGS = "logs"
+# bigjax.main's exit statuses for a run that ended by itself without finishing: 1 the run
+# failed (diverged, broke), 2 bad config or command line. 75 (preempted) and signals are
+# interruptions: the run is resumed.
+FAILED_EXITS = (1, 2)
 
 
 def result_path(root: str, run: Run) -> str:
@@ -39,7 +43,8 @@ def result_path(root: str, run: Run) -> str:
 
 
 def read_result(root: str, run: Run) -> dict | None:
-    """The finished run's result (see `run_one`), or None when it has not finished."""
+    """The ended run's result (see `run_one`: finished, or ``failed``), or None when it
+    has not ended."""
     path = epath.Path(result_path(root, run))
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -54,13 +59,10 @@ def command(run: Run, root: str, config_spec: str, base_overrides: Sequence[tupl
 
 
 def steps_per_second(workdir: str) -> float | None:
-    """Median ``train/steps_per_sec`` of a run's logged rows, the first (which includes
+    """Median ``train/steps_per_sec`` of a run's logged rows (the last logged for each
+    step, so a resumed run's repeated rows count once), the first row (which includes
     compiling) left out when there are others; None when it logged none."""
-    path = epath.Path(workdir) / "metrics.jsonl"
-    if not path.exists():
-        return None
-    rates = [row["train/steps_per_sec"] for row in map(json.loads, path.read_text().splitlines())
-             if "train/steps_per_sec" in row]
+    _, rates = metrics_file.series(metrics_file.read_rows(workdir), "train/steps_per_sec")
     rates = rates[1:] or rates
     return float(sorted(rates)[len(rates) // 2]) if rates else None
 
@@ -68,9 +70,14 @@ def steps_per_second(workdir: str) -> float | None:
 def run_one(run: Run, root: str, config_spec: str, base_overrides: Sequence[tuple[str, str]],
             env: dict | None = None) -> dict | None:
     """Runs (or resumes) ``run``; its output is appended to ``ROOT/logs/<run>.log``.
+
     Returns its result, also written to ``result_path``: ``run`` fields, ``final`` (the
     metrics the run printed last), ``wall_s`` (summed over its attempts that ended),
-    ``steps_per_sec``, ``attempts``; None when the process failed."""
+    ``steps_per_sec``, ``attempts``. A run that failed on its own (exit 1: it diverged
+    or broke; exit 2: bad config) gets a result too, with ``failed`` (its ``error:``
+    line) and no metrics: rerunning would fail the same way, so it is not retried
+    (delete the result file to retry). None when it did not end (killed, or exit 75:
+    preempted): the next sweep resumes it."""
     logs = epath.Path(run_files.join(root, LOGS))
     logs.mkdir(parents=True, exist_ok=True)
     attempts_file = logs / f"{run.name}.attempts.json"
@@ -94,14 +101,25 @@ def run_one(run: Run, root: str, config_spec: str, base_overrides: Sequence[tupl
     attempts.append({"wall_s": wall, "returncode": proc.returncode})
     attempts_file.write_text(json.dumps(attempts))
     final = _last_json(proc.stdout)
-    if proc.returncode != 0 or final is None:
+    failed = proc.returncode in FAILED_EXITS or (proc.returncode == 0 and final is None)
+    if not failed and (proc.returncode != 0 or final is None):
         return None
     result = {"name": run.name, "point": run.point, "overrides": run.overrides,
-              "seed": run.seed, "fold": run.fold, "final": final,
+              "seed": run.seed, "fold": run.fold, "final": {} if failed else final,
               "wall_s": sum(a["wall_s"] for a in attempts), "attempts": len(attempts),
               "steps_per_sec": steps_per_second(run_files.join(root, run.name))}
+    if failed:
+        result["failed"] = _error_line((logs / f"{run.name}.log").read_text(),
+                                       proc.returncode)
     epath.Path(result_path(root, run)).write_text(json.dumps(result))
     return result
+
+
+def _error_line(log: str, returncode: int) -> str:
+    """The last ``error:`` line of a run's log, else its last line."""
+    lines = [line for line in log.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors or lines or [f"exit status {returncode}"])[-1][:500]
 
 
 def _last_json(stdout: str) -> dict | None:
@@ -142,11 +160,12 @@ def run_all(runs: Sequence[Run], root: str, config_spec: str,
             base_overrides: Sequence[tuple[str, str]], parallel: int = 1,
             envs: list[dict] | None = None, say: Callable[[str], None] = print
             ) -> dict[str, dict | None]:
-    """Runs every unfinished run of ``runs`` (``parallel`` at a time, the i-th at once in
-    ``envs[i]``); returns ``{run name: result or None (failed)}`` for every run."""
+    """Runs every run of ``runs`` that has not ended (``parallel`` at a time, the i-th at
+    once in ``envs[i]``); returns ``{run name: result, or None (interrupted)}`` for every
+    run (a result with ``failed`` for one that failed)."""
     results = {run.name: read_result(root, run) for run in runs}
     todo = [run for run in runs if results[run.name] is None]
-    say(f"{len(runs) - len(todo)} of {len(runs)} runs already finished; running "
+    say(f"{len(runs) - len(todo)} of {len(runs)} runs already ended; running "
         f"{len(todo)}, {parallel} at a time, in {root}.")
     slots: queue.Queue = queue.Queue()
     for i in range(parallel):
@@ -162,8 +181,14 @@ def run_all(runs: Sequence[Run], root: str, config_spec: str,
         with lock:
             results[run.name] = result
             done = sum(r is not None for r in results.values())
-            state = "finished" if result else \
-                f"FAILED (see {run_files.join(root, LOGS, run.name + '.log')})"
+            log = run_files.join(root, LOGS, run.name + ".log")
+            if result is None:
+                state = f"interrupted; rerun the sweep to resume it (log: {log})"
+            elif "failed" in result:
+                state = (f"FAILED: {result['failed']} (log: {log}; delete "
+                         f"{result_path(root, run)} to retry it)")
+            else:
+                state = "finished"
             say(f"[{done}/{len(runs)}] {run.name}: {state}")
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:

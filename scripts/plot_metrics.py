@@ -11,7 +11,6 @@ evaluators, which logs `eval/<name>/accuracy`) is a warning naming the keys it h
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -20,18 +19,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-
-def read_metrics(workdir: str) -> list[dict]:
-    """The rows of `workdir/metrics.jsonl`, one dict per line."""
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
-    """(steps, values) of `key`, keeping the last value logged for each step."""
-    points = {r["step"]: r[key] for r in rows if key in r}
-    steps = sorted(points)
-    return steps, [points[s] for s in steps]
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bigjax import metrics_file  # noqa: E402
 
 
 def warn_if_missing(workdir: str, rows: list[dict], key: str) -> None:
@@ -54,12 +43,12 @@ def main() -> None:
         parser.error(f"no metrics.jsonl in {', '.join(missing)} (a bigjax.main workdir?)")
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(12, 4.5))
     for workdir in args.workdirs:
-        rows = read_metrics(workdir)
+        rows = metrics_file.read_rows(workdir)
         label = os.path.basename(os.path.normpath(workdir))
         for key in ("train/loss", args.metric):
             warn_if_missing(workdir, rows, key)
-        ax_loss.plot(*series(rows, "train/loss"), label=label)
-        ax_metric.plot(*series(rows, args.metric), marker="o", label=label)
+        ax_loss.plot(*metrics_file.series(rows, "train/loss"), label=label)
+        ax_metric.plot(*metrics_file.series(rows, args.metric), marker="o", label=label)
     ax_loss.set(xlabel="step", ylabel="train loss", yscale="log", title="train loss")
     ax_metric.set(xlabel="step", ylabel=args.metric, title=args.metric)
     for ax in (ax_loss, ax_metric):

@@ -167,7 +167,7 @@ def run_group(name: str, group: dict, root: str, collect_only: bool
     written = sweep_results.write_all(folder, runs, results, group.get("metric"),
                                       title=name)
     table = open(os.path.join(folder, "results.md")).read().split("\n", 2)[2]
-    missing = sum(result is None for result in results.values())
+    missing = sum(result is None or "failed" in result for result in results.values())
     return table, [p for p in written if p.endswith(".png")], missing
 
 
@@ -180,8 +180,11 @@ def update(record: str, root: str, collect_only: bool = False) -> list[str]:
     unfinished = []
     for name, group in spec["groups"].items():
         table, plots, missing = run_group(name, group, root, collect_only)
-        if missing:
+        if missing:  # never replace a recorded table with a partial or empty one
             unfinished.append(name)
+            print(f"{record}: group {name!r}: {missing} runs did not finish; its table and "
+                  "plots are left as they were.")
+            continue
         for plot in plots:
             shutil.copyfile(plot, os.path.join(record, f"{name}_{os.path.basename(plot)}"))
         text = open(readme).read()
@@ -191,7 +194,8 @@ def update(record: str, root: str, collect_only: bool = False) -> list[str]:
         with open(readme, "w") as f:
             f.write(f"{head}{begin}\n{table.strip()}\n{end}{tail}")
         print(f"{record}: group {name!r}: table and {len(plots)} plots updated.")
-    check_readme(record, spec)
+    if not unfinished:
+        check_readme(record, spec)
     return unfinished
 
 

@@ -13,7 +13,10 @@ preempted continues, every run done once. Then it writes `DIR/results.csv`,
 `DIR/results.md` (one row per point: overrides, final metrics as mean ± std over seeds
 and folds, wall time, steps/s), `DIR/runs.csv` (one row per run) and PNG plots (final
 metric against each swept value, `curves.png`). `--config.KEY=VALUE` applies to every
-run (a point's own overrides win). Exit status 1 when a run failed (rerun to retry it).
+run (a point's own overrides win). A run that fails by itself (it diverged: exit 1; a
+bad config: exit 2) is recorded as failed and not retried (delete its
+`logs/<run>.result.json` to retry); one that was interrupted is resumed by the next
+sweep. Exit status 1 when a run failed or did not end.
 
 `--seeds=N`: each point with seeds 0..N-1 (`config.seed`). `--cv_folds=K`: each point
 K times, holding out fold i of the training split (`config.data.cv_folds`,
@@ -125,7 +128,11 @@ def sweep(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
                   "cv_folds": args.cv_folds, "runs": [r.__dict__ for r in runs]}
         epath.Path(run_files.join(root, "sweep.json")).write_text(json.dumps(record, indent=1))
         mine = shard_of(runs, args.shard)
-        envs = sweep_runner.gpu_groups(args.parallel) if args.parallel > 1 else None
+        try:
+            envs = sweep_runner.gpu_groups(args.parallel) if args.parallel > 1 else None
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         sweep_runner.run_all(mine, root, args.config, overrides, args.parallel, envs)
     results = {r.name: sweep_runner.read_result(root, r) for r in runs}
     title = f"Sweep of {args.config}" + (f", {args.seeds} seeds" if args.seeds else "") + (
@@ -133,10 +140,16 @@ def sweep(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
     written = sweep_results.write_all(root, runs, results, args.metric, title)
     print(epath.Path(run_files.join(root, "results.md")).read_text())
     print("Wrote " + ", ".join(os.path.basename(p) for p in written) + f" in {root}.")
-    missing = [r.name for r in shard_of(runs, args.shard) if results[r.name] is None]
+    mine = shard_of(runs, args.shard)
+    failed = [r.name for r in mine if results[r.name] and "failed" in results[r.name]]
+    missing = [r.name for r in mine if results[r.name] is None]
+    if failed:
+        print(f"{len(failed)} runs failed: {', '.join(failed)} (logs in "
+              f"{run_files.join(root, 'logs')}).", file=sys.stderr)
     if missing:
-        print(f"{len(missing)} runs did not finish: {', '.join(missing)}; rerun the same "
-              "command to retry them.", file=sys.stderr)
+        print(f"{len(missing)} runs did not end: {', '.join(missing)}; rerun the same "
+              "command to resume them.", file=sys.stderr)
+    if failed or missing:
         return 1
     return 0
 

@@ -84,3 +84,12 @@ def test_a_good_record_passes(tmp_path):
 def test_a_record_off_the_convention_is_told_what_to_fix(tmp_path, readme, groups, message):
     problems = record.check_all(_record(tmp_path, readme, groups))
     assert len(problems) == 1 and re.search(message, problems[0]), problems
+
+
+def test_a_group_whose_runs_did_not_finish_leaves_the_table_alone(tmp_path, capsys):
+    folder = _record(tmp_path)
+    before = open(os.path.join(folder, "README.md")).read()
+    unfinished = record.update(folder, str(tmp_path / "no_workdirs"), collect_only=True)
+    assert unfinished == ["a"]
+    assert open(os.path.join(folder, "README.md")).read() == before
+    assert "left as they were" in capsys.readouterr().out

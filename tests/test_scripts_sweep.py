@@ -50,7 +50,7 @@ def test_a_killed_sweep_resumes_and_a_finished_one_does_nothing(tmp_path):
 
     done = sweep(root)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "1 of 4 runs already finished; running 3" in done.stdout
+    assert "1 of 4 runs already ended; running 3" in done.stdout
     assert [attempts(root, r) for r in RUNS] == [1, 2, 1, 1]  # only the killed one twice
     for run in RUNS:
         with open(os.path.join(root, "logs", f"{run}.result.json")) as f:
@@ -75,7 +75,7 @@ def test_a_killed_sweep_resumes_and_a_finished_one_does_nothing(tmp_path):
 
     again = sweep(root)
     assert again.returncode == 0
-    assert "4 of 4 runs already finished; running 0" in again.stdout
+    assert "4 of 4 runs already ended; running 0" in again.stdout
     assert [attempts(root, r) for r in RUNS] == [1, 2, 1, 1]
 
 
@@ -112,3 +112,18 @@ def test_seeds_and_folds_report_mean_and_std(tmp_path):
     assert abs(float(row["accuracy_std"]) - np.std(accuracies, ddof=1)) < 1e-5
     with open(os.path.join(root, "results.md")) as f:
         assert " ± " in f.read()
+
+
+def test_a_run_that_fails_is_recorded_once_and_not_retried(tmp_path):
+    from bigjax import sweep_runner
+    from bigjax.sweep_points import expand
+
+    config = os.path.join(REPO, "configs", "digits_cnn.py:runlocal")
+    (run,) = expand([{"optim.learning_rate": 1e12}])  # diverges: NaN loss, exit 1
+    root = str(tmp_path)
+    results = sweep_runner.run_all([run], root, config, [("total_steps", "4")])
+    failed = results[run.name]["failed"]
+    assert failed.startswith("error:") and "nan" in failed.lower(), failed
+    again = sweep_runner.run_all([run], root, config, [("total_steps", "4")])
+    assert again[run.name]["attempts"] == 1  # not started again
+    assert attempts(root, run.name) == 1
