@@ -101,7 +101,8 @@ def _count(jaxpr: core.Jaxpr, trained: list[bool]) -> tuple[Flops, list[bool]]:
             for key in ("cond_jaxpr", "body_jaxpr"):
                 sub = _closed(eqn.params[key])
                 total += _count(sub, [True] * len(sub.invars))[0]
-        else:
+        outs = [any(ins)] * len(eqn.outvars)  # unless a sub-jaxpr says which
+        if name not in ("dot_general", "conv_general_dilated", "cond", "scan", "while"):
             for value in eqn.params.values():
                 if isinstance(value, (core.ClosedJaxpr, core.Jaxpr)):
                     sub = _closed(value)
@@ -110,15 +111,19 @@ def _count(jaxpr: core.Jaxpr, trained: list[bool]) -> tuple[Flops, list[bool]]:
                     sub_ins = ins[-len(sub.invars):] if sub.invars else []
                     if len(sub_ins) < len(sub.invars):
                         sub_ins = [True] * len(sub.invars)
-                    total += _count(sub, sub_ins)[0]
-        for v in eqn.outvars:
-            depends[v] = any(ins)
+                    flops, sub_outs = _count(sub, sub_ins)
+                    total += flops
+                    if len(sub_outs) == len(eqn.outvars):
+                        outs = sub_outs
+        for v, out in zip(eqn.outvars, outs, strict=True):
+            depends[v] = out
     return total, [dep(v) for v in jaxpr.outvars]
 
 
 def _count_scan(eqn, ins: list[bool]) -> Flops:
     """A scan's body times its length; a carry that comes to depend on the params in one
-    iteration does in the next (iterated to the fixed point)."""
+    iteration does in the next (iterated to the fixed point; such a carry then counts as
+    trained in every iteration, the first included: a slight overcount)."""
     body = _closed(eqn.params["jaxpr"])
     consts, carry = eqn.params["num_consts"], eqn.params["num_carry"]
     trained = list(ins)

@@ -12,6 +12,7 @@ work is in it. `config.profile_memory = True` also saves the device memory at th
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import jax
 from etils import epath
@@ -21,14 +22,23 @@ from bigjax import run_files
 log = logging.getLogger("bigjax")
 
 
+def check_profile_steps(steps: tuple[int, ...], total_steps: int | None = None) -> None:
+    """ValueError unless ``steps`` is (first, last) with 1 <= first <= last (<=
+    ``total_steps`` when given): a trace that would never start or never stop."""
+    if len(steps) != 2 or not 1 <= steps[0] <= steps[1]:
+        raise ValueError(f"config.profile_steps={steps}: give (first, last) steps to trace, "
+                         "1 <= first <= last, e.g. --config.profile_steps=10,12.")
+    if total_steps is not None and steps[1] > total_steps:
+        raise ValueError(f"config.profile_steps={steps} ends after the run's {total_steps} "
+                         "steps: trace steps the run trains.")
+
+
 class StepProfiler:
     """Starts and stops the trace around the loop's calls (`before_call`, `after_call`)."""
 
     def __init__(self, steps: tuple[int, int] | None, memory: bool, workdir: str):
         if steps is not None:
-            if len(steps) != 2 or not 1 <= steps[0] <= steps[1]:
-                raise ValueError(f"config.profile_steps={steps}: give (first, last) steps to "
-                                 "trace, 1 <= first <= last, e.g. --config.profile_steps=10,12.")
+            check_profile_steps(tuple(steps))
         self.steps = steps
         self.memory = memory
         self.workdir = workdir
@@ -47,7 +57,7 @@ class StepProfiler:
             log.info("Tracing steps %d-%d into %s/plugins/profile.", step + 1,
                      max(last, step + steps_in_call), folder)
 
-    def after_call(self, step: int, state) -> None:
+    def after_call(self, step: int, state: Any) -> None:
         """After a call; `step` is the number of steps done."""
         if not self.tracing or step < self.steps[1]:
             return
@@ -62,7 +72,10 @@ class StepProfiler:
             log.info("Saved the device memory profile at step %d to %s.", step, path)
 
     def close(self) -> None:
-        """Stops a trace the run ended inside (e.g. preempted before step b)."""
+        """Stops a trace the run ended inside (preempted or failed before step b)."""
         if self.tracing:
-            jax.profiler.stop_trace()
             self.tracing = False
+            try:
+                jax.profiler.stop_trace()
+            except Exception as err:  # never hide why the run ended
+                log.warning("Could not stop the profiler trace: %s", err)

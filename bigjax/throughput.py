@@ -31,42 +31,48 @@ class Throughput:
 
     examples_per_step: int
     tokens_per_step: int | None
-    flops_per_step: float
+    flops_per_step: float | None
     flops_basis: str
     peak_per_device: float
     peak_source: str
     num_devices: int
 
     @classmethod
-    def for_experiment(cls, exp) -> Throughput | None:
-        """The throughput constants of `exp` (an `experiment.Experiment`); None, with a
-        warning, for a model whose FLOPs cannot be counted (training goes on)."""
+    def for_experiment(cls, exp) -> Throughput:
+        """The throughput constants of `exp` (an `experiment.Experiment`). For a model
+        whose FLOPs cannot be counted, `flops_per_step` is None (with a warning): its
+        runs log examples/s but no MFU, and train on."""
+        batch = int(exp.config.batch_size)
+        peak, source = _peak(exp.config.get("peak_flops_per_device"), exp.config.model.dtype)
         try:
             count = model_flops.train_flops_per_example(exp, exp.sample(exp.train_batches.data))
         except Exception as err:  # counting must never stop a run
             log.warning("No analytic FLOP count for this model (%s: %s): perf/mfu and "
-                        "perf/examples_per_sec are not logged.", type(err).__name__, err)
-            return None
-        batch = int(exp.config.batch_size)
+                        "perf/tflops_per_sec_per_device are not logged.",
+                        type(err).__name__, err)
+            return cls(batch, None, None, "not counted", peak, source, jax.device_count())
         tokens = None if count["tokens"] is None else batch * count["tokens"]
-        peak, source = _peak(exp.config.get("peak_flops_per_device"), exp.config.model.dtype)
         return cls(batch, tokens, float(count["flops"] * batch), count["basis"], peak, source,
                    jax.device_count())
 
     def scalars(self, steps_per_sec: float) -> dict[str, float]:
         """`perf/examples_per_sec` and `perf/tokens_per_sec` (all devices; tokens only for
         models of tokens), `perf/tflops_per_sec_per_device` (model FLOPs: remat's
-        recomputation not counted) and `perf/mfu` (their share of peak)."""
-        flops_per_device = steps_per_sec * self.flops_per_step / self.num_devices
+        recomputation not counted) and `perf/mfu` (their share of peak; both only when
+        the FLOPs were counted)."""
         scalars = {"perf/examples_per_sec": steps_per_sec * self.examples_per_step}
         if self.tokens_per_step is not None:
             scalars["perf/tokens_per_sec"] = steps_per_sec * self.tokens_per_step
-        scalars.update({"perf/tflops_per_sec_per_device": flops_per_device / 1e12,
-                        "perf/mfu": flops_per_device / self.peak_per_device})
+        if self.flops_per_step is not None:
+            flops_per_device = steps_per_sec * self.flops_per_step / self.num_devices
+            scalars.update({"perf/tflops_per_sec_per_device": flops_per_device / 1e12,
+                            "perf/mfu": flops_per_device / self.peak_per_device})
         return scalars
 
     def describe(self, xla_flops_per_step: float | None) -> str:
         """A log line: the analytic FLOPs per step beside XLA's count, and the peak."""
+        if self.flops_per_step is None:
+            return "Train FLOPs per step: not counted (see the warning above); no MFU."
         xla = ("XLA's cost_analysis: n/a" if xla_flops_per_step is None else
                f"XLA's cost_analysis {xla_flops_per_step:.4g} (analytic / XLA = "
                f"{self.flops_per_step / xla_flops_per_step:.3f}; XLA also counts "

@@ -39,7 +39,7 @@ from bigjax.models import hf_gpt_import
 from bigjax.pp.lm_tokenizer import LMTokenizer
 from bigjax.preemption import PreemptionCheck
 from bigjax.progress import Progress
-from bigjax.step_profiler import StepProfiler
+from bigjax.step_profiler import StepProfiler, check_profile_steps
 from bigjax.throughput import Throughput, xla_flops_per_step
 from bigjax.train_state import TrainState, init_state
 from bigjax.train_step import jit_train_step, make_step_fn
@@ -221,6 +221,9 @@ def validate_loop(exp: Experiment, per_call: int) -> None:
     if per_call <= 0 or exp.total_steps % per_call:
         raise ValueError(f"config.steps_per_call={per_call} must be positive and divide the "
                          f"{exp.total_steps} total steps.")
+    profile = exp.config.get("profile_steps")
+    if profile is not None:
+        check_profile_steps(tuple(profile), exp.total_steps)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -316,8 +319,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             scalars["train/learning_rate"] = values["learning_rate"][-1]
             rates = progress.rates(step)
             scalars["perf/data_wait_fraction"] = rates.pop("data_wait_fraction")
-            if throughput is not None:
-                scalars.update(throughput.scalars(rates["steps_per_sec"]))
+            scalars.update(throughput.scalars(rates["steps_per_sec"]))
             scalars.update({f"train/{k}": v for k, v in rates.items()})
             writer.write(step, scalars)
             log.info(progress.line(step, float(values["loss"].mean()), rates))
@@ -366,7 +368,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 # runs, the loop's wait costs the devices nothing).
                 if metrics is None or all(x.is_ready() for x in jax.tree.leaves(metrics)):
                     progress.waited_for_input(time.perf_counter() - waiting)
-                if throughput is not None and metrics is None:  # once, beside XLA's
+                if metrics is None:  # once: the analytic count beside XLA's
                     log.info(throughput.describe(xla_flops_per_step(
                         jitted_step, state, batch, per_call,
                         bool(config.model.get("scan_layers")), config.grad_accum_steps)))
@@ -398,13 +400,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         _write_eval_file(workdir, step, flat)
         return {"step": step, **flat}
     finally:
-        profiler.close()
         preemption.close()
         writer.close()
         checkpointer.close()
         close_batches = getattr(batches, "close", None)
         if close_batches is not None:  # stops grain's reader thread or worker processes
             close_batches()
+        profiler.close()  # last: a trace a failed run was inside
 
 
 def _scalars(metrics: dict, prefix: str) -> dict[str, float]:

@@ -25,6 +25,8 @@ A record is a folder `experiments/<name>/` with (see `experiments/README.md`):
   `<workdir_root>/<group>/<point>` (finished ones are skipped, unfinished resumed) and
   its table (`results.md`, mean ± std over seeds) and plots are written there.
   A script group runs the command and keeps the markdown table it prints.
+  `"frozen": "why"` keeps a group's table as measured (it names its command, but
+  `record.py` does not run it: e.g. it needs a GPU).
 
 `record.py` then replaces, in the README, the text between `<!-- record:GROUP -->` and
 `<!-- /record:GROUP -->` with the group's table, and copies its plots into the record
@@ -49,7 +51,7 @@ from bigjax import config_cli, sweep_points, sweep_results, sweep_runner  # noqa
 
 SECTIONS = ("Question", "Reproduce", "Results", "Conclusion")
 GROUP_KEYS = {"config", "sweep", "points", "seeds", "cv_folds", "overrides", "metric",
-              "script"}
+              "script", "frozen"}
 SMOKE_RECORD = """# Smoke record
 
 ## Question
@@ -179,6 +181,9 @@ def update(record: str, root: str, collect_only: bool = False) -> list[str]:
     readme = os.path.join(record, "README.md")
     unfinished = []
     for name, group in spec["groups"].items():
+        if group.get("frozen"):
+            print(f"{record}: group {name!r} is kept as measured ({group['frozen']}).")
+            continue
         table, plots, missing = run_group(name, group, root, collect_only)
         if missing:  # never replace a recorded table with a partial or empty one
             unfinished.append(name)

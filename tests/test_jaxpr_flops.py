@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import optax
 import pytest
 
-from bigjax.jaxpr_flops import conv_flops, function_flops
+from bigjax.jaxpr_flops import Flops, conv_flops, function_flops
 from bigjax.model_flops import cost_analysis_flops, gpt_train_flops_per_token
 from bigjax.models.bert import BertForSequenceClassification
 from bigjax.models.cnn import CNN
@@ -105,3 +105,42 @@ def test_transformer_count_is_within_10_percent_of_xla():
     # The attention term (q k^T and p v, 3x forward) matters here: leaving it out misses.
     attention = 2 * 3 * 2 * (2 * 4 * 256 * 256 * 128)  # 2 layers, 3x, both matmuls
     assert abs((ours - attention) / xla - 1) > 0.10
+
+
+W = jax.ShapeDtypeStruct((16, 16), jnp.float32)
+X = jax.ShapeDtypeStruct((4, 16), jnp.float32)
+MATMUL = 2 * 4 * 16 * 16  # one [4, 16] @ [16, 16]
+
+
+def test_only_outputs_that_depend_on_the_params_cost_a_backward_pass():
+    inner = jax.jit(lambda w, x: (x @ w, x * 2))
+
+    def through_jit(w, x):
+        _, data = inner(w, x)  # x * 2 does not depend on w
+        return data @ w
+
+    # x @ w and (2x) @ w: each reads data and one param, 2x forward each.
+    assert function_flops(through_jit, W, X).train == 2 * 2 * MATMUL
+
+    def scanned(w, x):  # the carry starts as data and depends on w after one step
+        return jax.lax.scan(lambda c, _: (c @ w, None), x, None, length=3)[0]
+
+    # Every iteration is counted at 3x: the carry depends on w from the second on, and
+    # the count treats the loop body as one program.
+    assert function_flops(scanned, W, X).forward == 3 * MATMUL
+    assert function_flops(scanned, W, X).train == 3 * 3 * MATMUL
+
+    def branches(w, x):  # the costlier branch is counted
+        return jax.lax.cond(x[0, 0] > 0, lambda: (x @ w) @ w, lambda: x @ w)
+
+    assert function_flops(branches, W, X) == Flops(2 * MATMUL, 2 * MATMUL + 3 * MATMUL)
+
+
+def test_custom_derivatives_are_followed():
+    @jax.custom_vjp
+    def project(x, w):
+        return x @ w
+
+    project.defvjp(lambda x, w: (x @ w, (x, w)), lambda res, g: (g @ res[1].T, res[0].T @ g))
+    flops = function_flops(lambda w, x: project(jnp.tanh(x @ w), w), W, X)
+    assert flops.forward == 2 * MATMUL and flops.train == 2 * MATMUL + 3 * MATMUL

@@ -61,3 +61,9 @@ def test_no_trace_without_profile_steps(tmp_path):
 def test_bad_profile_steps_are_refused(steps, tmp_path):
     with pytest.raises(ValueError, match="profile_steps"):
         StepProfiler(steps, False, str(tmp_path))
+
+
+def test_a_trace_past_the_last_step_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="ends after the run's 8 steps"):
+        _train(tmp_path / "run", ("profile_steps", "6,9"))
+    assert not os.path.exists(tmp_path / "run")  # refused before the workdir was made
