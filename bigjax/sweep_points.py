@@ -119,6 +119,13 @@ def expand(points: list[dict], seeds: int | None = None, cv_folds: int | None = 
     the held-out fold, ``data.eval_split="cv_holdout"``). Two points with one name
     (the same overrides) are refused."""
     keys = sorted({k for p in points for k in p})
+    for flag, owned in (("--seeds", ("seed",)) if seeds else (None, ()),
+                        ("--cv_folds", ("data.cv_folds", "data.cv_fold", "data.eval_split"))
+                        if cv_folds else (None, ())):
+        clash = sorted(set(owned) & set(keys))
+        if clash:
+            raise config_cli.ConfigError(f"get_sweep sets {clash}, which {flag} sets for "
+                                         f"every run: drop {flag} or those keys.")
     names = [point_name(p, keys) for p in points]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:

@@ -137,8 +137,11 @@ def _last_json(stdout: str) -> dict | None:
 def gpu_groups(parallel: int, visible: str | None = None) -> list[dict] | None:
     """``parallel`` environments splitting this machine's GPUs (``CUDA_VISIBLE_DEVICES``,
     else those ``nvidia-smi`` lists) into equal groups; None where there are no GPUs."""
-    ids = [i for i in (visible if visible is not None else
-                       os.environ.get("CUDA_VISIBLE_DEVICES", "")).split(",") if i.strip()]
+    if visible is None:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [i.strip() for i in (visible or "").split(",") if i.strip()]
+    if visible is not None and not ids:
+        return None  # GPUs hidden on purpose (CUDA_VISIBLE_DEVICES="")
     if not ids:
         try:
             out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],

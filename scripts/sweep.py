@@ -119,6 +119,11 @@ def sweep(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
             points = sweep_points.check_points(config_cli.load_sweep(args.config), args.config,
                                                overrides)
             runs = sweep_points.expand(points, args.seeds, args.cv_folds)
+            config = config_cli.apply_overrides(config_cli.load_config_file(args.config),
+                                                overrides)
+            if args.cv_folds and config.data.get("lm"):
+                raise ValueError("--cv_folds cross-validates data sets of examples; this "
+                                 "config trains a language model on a token stream.")
     except (config_cli.ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

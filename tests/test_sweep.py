@@ -60,6 +60,8 @@ def test_seeds_and_folds_multiply_the_runs():
     assert all(r.seed is None and r.fold is None for r in plain)
     with pytest.raises(config_cli.ConfigError, match="same point twice"):
         expand(points + points)
+    with pytest.raises(config_cli.ConfigError, match=r"sets \['seed'\], which --seeds"):
+        expand(product(axis("seed", [0, 1])), seeds=2)
 
 
 def test_a_bad_point_is_refused_before_anything_runs():
@@ -87,3 +89,4 @@ def test_parallel_runs_split_the_gpus_between_them():
                                     {"CUDA_VISIBLE_DEVICES": "5"}]
     with pytest.raises(ValueError, match="must divide the 3 GPUs"):
         gpu_groups(2, "0,1,2")
+    assert gpu_groups(2, "") is None  # hidden on purpose: no split
