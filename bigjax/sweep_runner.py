@@ -8,6 +8,10 @@ and resumes the others from their newest checkpoint (bigjax resumes a workdir it
 trained into): a sweep killed or preempted half-way continues where it stopped, every
 run done once. A run that fails is reported and left unfinished; the others go on.
 
+A run being trained holds ``ROOT/logs/<run>.lock`` (host and pid of its process): a
+second sweep on the same root, or a rerun while a killed sweep's child still trains,
+skips it instead of training the same workdir twice (local roots).
+
 Devices: on a machine with several GPUs, ``device_groups`` splits them between the runs
 that go at once (each process sees its group through ``CUDA_VISIBLE_DEVICES``). On CPU
 the runs share the cores.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -91,12 +96,20 @@ def run_one(run: Run, root: str, config_spec: str, base_overrides: Sequence[tupl
         old = (logs / f"{run.name}.log").read_text() if (logs / f"{run.name}.log").exists() else ""
         (logs / f"{run.name}.log").write_text(old + header + proc.stderr + proc.stdout)
     else:  # the log grows as the run goes (tail -f it)
+        lock = logs / f"{run.name}.lock"
+        holder = running_in(lock)
+        if holder:
+            raise RunLocked(f"{run.name} is already running ({holder}; {lock})")
         with open(logs / f"{run.name}.log", "a") as log:
             log.write(header)
             log.flush()
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True,
-                                  env=environ)
-            log.write(proc.stdout)
+            child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True,
+                                     env=environ)
+            lock.write_text(f"{socket.gethostname()} {child.pid}")
+            stdout, _ = child.communicate()
+            log.write(stdout)
+        lock.unlink(missing_ok=True)
+        proc = subprocess.CompletedProcess(cmd, child.returncode, stdout, "")
     wall = time.time() - start
     attempts.append({"wall_s": wall, "returncode": proc.returncode})
     attempts_file.write_text(json.dumps(attempts))
@@ -113,6 +126,29 @@ def run_one(run: Run, root: str, config_spec: str, base_overrides: Sequence[tupl
                                        proc.returncode)
     epath.Path(result_path(root, run)).write_text(json.dumps(result))
     return result
+
+
+class RunLocked(RuntimeError):
+    """Another process is training the run now (its lock file names it)."""
+
+
+def running_in(lock: os.PathLike) -> str | None:
+    """``"host pid"`` of the process that holds the run's lock file, if it is alive (or on
+    another host, where it cannot be checked); None when there is no lock or it is stale
+    (its process ended: a sweep killed while the run trained)."""
+    try:
+        host, pid = open(lock).read().split()
+        pid = int(pid)
+    except (OSError, ValueError):
+        return None
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, another user's
+    return f"process {pid} on {host}"
 
 
 def _error_line(log: str, returncode: int) -> str:
@@ -177,15 +213,20 @@ def run_all(runs: Sequence[Run], root: str, config_spec: str,
 
     def one(run: Run) -> None:
         env = slots.get()
+        locked = None
         try:
             result = run_one(run, root, config_spec, base_overrides, env)
+        except RunLocked as err:  # a second sweep, or the child of a killed one
+            result, locked = None, str(err)
         finally:
             slots.put(env)
         with lock:
             results[run.name] = result
             done = sum(r is not None for r in results.values())
             log = run_files.join(root, LOGS, run.name + ".log")
-            if result is None:
+            if locked:
+                state = f"skipped: {locked}"
+            elif result is None:
                 state = f"interrupted; rerun the sweep to resume it (log: {log})"
             elif "failed" in result:
                 state = (f"FAILED: {result['failed']} (log: {log}; delete "

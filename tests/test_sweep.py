@@ -90,3 +90,22 @@ def test_parallel_runs_split_the_gpus_between_them():
     with pytest.raises(ValueError, match="must divide the 3 GPUs"):
         gpu_groups(2, "0,1,2")
     assert gpu_groups(2, "") is None  # hidden on purpose: no split
+
+
+def test_a_run_another_live_process_trains_is_skipped(tmp_path):
+    import os
+    import socket
+
+    from bigjax import sweep_runner
+
+    (run,) = expand([{"optim.learning_rate": 1e-3}])
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / f"{run.name}.lock").write_text(f"{socket.gethostname()} {os.getpid()}")
+    said = []
+    results = sweep_runner.run_all([run], str(tmp_path), DIGITS, [], say=said.append)
+    assert results[run.name] is None and "skipped" in said[-1]
+    assert not (logs / f"{run.name}.log").exists()  # nothing was started
+    # A lock whose process has ended is stale.
+    (logs / f"{run.name}.lock").write_text(f"{socket.gethostname()} 999999999")
+    assert sweep_runner.running_in(logs / f"{run.name}.lock") is None
