@@ -141,14 +141,25 @@ def running_in(lock: os.PathLike) -> str | None:
         pid = int(pid)
     except (OSError, ValueError):
         return None
-    if host == socket.gethostname():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass  # alive, another user's
+    if host == socket.gethostname() and not _alive(pid):
+        return None
     return f"process {pid} on {host}"
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): os.kill said it exists
+    return state not in ("Z", "X")
 
 
 def _error_line(log: str, returncode: int) -> str:

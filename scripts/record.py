@@ -47,6 +47,8 @@ import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from etils import epath  # noqa: E402
+
 from bigjax import config_cli, sweep_points, sweep_results, sweep_runner  # noqa: E402
 
 SECTIONS = ("Question", "Reproduce", "Results", "Conclusion")
@@ -166,6 +168,7 @@ def run_group(name: str, group: dict, root: str, collect_only: bool
     if not collect_only:
         sweep_runner.run_all(runs, folder, config, _overrides(group))
     results = {r.name: sweep_runner.read_result(folder, r) for r in runs}
+    epath.Path(folder).mkdir(parents=True, exist_ok=True)
     written = sweep_results.write_all(folder, runs, results, group.get("metric"),
                                       title=name)
     table = open(os.path.join(folder, "results.md")).read().split("\n", 2)[2]

@@ -95,6 +95,8 @@ def test_parallel_runs_split_the_gpus_between_them():
 def test_a_run_another_live_process_trains_is_skipped(tmp_path):
     import os
     import socket
+    import subprocess
+    import time
 
     from bigjax import sweep_runner
 
@@ -106,6 +108,12 @@ def test_a_run_another_live_process_trains_is_skipped(tmp_path):
     results = sweep_runner.run_all([run], str(tmp_path), DIGITS, [], say=said.append)
     assert results[run.name] is None and "skipped" in said[-1]
     assert not (logs / f"{run.name}.log").exists()  # nothing was started
-    # A lock whose process has ended is stale.
+    # A lock whose process has ended is stale, also while it is a zombie (killed with the
+    # sweep, not yet reaped): the rerun of a killed sweep takes the run over.
     (logs / f"{run.name}.lock").write_text(f"{socket.gethostname()} 999999999")
     assert sweep_runner.running_in(logs / f"{run.name}.lock") is None
+    child = subprocess.Popen(["sleep", "0.05"])
+    time.sleep(0.5)  # ended, not waited for: a zombie
+    (logs / f"{run.name}.lock").write_text(f"{socket.gethostname()} {child.pid}")
+    assert sweep_runner.running_in(logs / f"{run.name}.lock") is None
+    child.wait()
