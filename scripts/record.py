@@ -83,7 +83,8 @@ def load_spec(record: str) -> dict:
         raise RecordError(f"{path} is missing: list the groups that produce the record's "
                           "numbers (see scripts/record.py).")
     try:
-        spec = json.load(open(path))
+        with open(path) as f:
+            spec = json.load(f)
     except json.JSONDecodeError as err:
         raise RecordError(f"{path} is not valid JSON: {err}") from None
     groups = spec.get("groups")

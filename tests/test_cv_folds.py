@@ -65,3 +65,23 @@ def test_the_holdout_split_needs_cv_folds():
     config = config_cli.load_config_file(f"{REPO}/configs/digits_cnn.py:runlocal")
     with pytest.raises(ValueError, match="set config.data.cv_folds"):
         experiment.load_split(config, cv_folds.HOLDOUT)
+
+
+def test_subsets_are_taken_after_the_folds_are_cut():
+    """train_examples / eval_examples subset a fold's rows; they never change which rows
+    the folds hold (cutting folds of a subset would leak rows between folds)."""
+    config = config_cli.load_config_file(f"{REPO}/configs/digits_cnn.py:runlocal")
+    cv = [("data.cv_folds", "3"), ("data.cv_fold", "1")]
+    cv_config = config_cli.apply_overrides(config, cv)
+    held = experiment.load_split(cv_config, cv_folds.HOLDOUT)
+    # (what build_experiment and the evaluators pass for data.train_examples / eval_examples)
+    held_small = experiment.load_split(cv_config, cv_folds.HOLDOUT, examples=50)
+    train_small = experiment.load_split(cv_config, "train", examples=100)
+    assert len(held_small) == 50 and len(train_small) == 100
+
+    def rows(data):
+        images = data.take(np.arange(len(data)))["image"]
+        return {r.tobytes() for r in images.reshape(len(data), -1)}
+
+    assert rows(held_small) <= rows(held)  # a subset of the same fold
+    assert not rows(train_small) & rows(held)

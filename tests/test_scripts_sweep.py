@@ -103,6 +103,11 @@ def test_seeds_and_folds_report_mean_and_std(tmp_path):
         runs = list(csv.DictReader(f))
     assert [(r["seed"], r["fold"]) for r in runs] == [("0", "0"), ("0", "1"), ("1", "0"),
                                                       ("1", "1")]
+    for r in runs:  # each run trained with its own seed and fold
+        with open(os.path.join(root, r["run"], "config.json")) as f:
+            used = json.load(f)
+        assert (str(used["seed"]), str(used["data"]["cv_fold"])) == (r["seed"], r["fold"])
+        assert used["data"]["cv_folds"] == 2 and used["data"]["eval_split"] == "cv_holdout"
     # Evaluated on the held-out fold: the 1,437 training digits cut in two.
     assert sorted(r["num_examples"] for r in runs) == ["718", "718", "719", "719"]
     with open(os.path.join(root, "results.csv")) as f:
