@@ -14,11 +14,12 @@ from bigjax.models.cnn import CNN
 from bigjax.models.config_fields import DTYPES, model_keys
 from bigjax.models.gpt import GPT
 from bigjax.models.mlp import MLP
+from bigjax.models.transformer import Transformer
 
 # `config.model.name` -> the module class; its dataclass fields are the config keys.
 MODELS: dict[str, type[nn.Module]] = {
     "mlp": MLP, "cnn": CNN, "bert_classifier": BertForSequenceClassification,
-    "bert_mlm": BertForMaskedLM, "gpt": GPT}
+    "bert_mlm": BertForMaskedLM, "gpt": GPT, "transformer": Transformer}
 
 __all__ = ["MODELS", "build", "model_keys"]
 

@@ -1,4 +1,5 @@
-"""Token + learned position + segment embeddings, with a tied-decoder ``attend``."""
+"""Token + position (learned or sinusoidal) + segment embeddings, with a tied-decoder
+``attend``."""
 
 from __future__ import annotations
 
@@ -38,8 +39,22 @@ def zero_padded_rows_init(init: Any, rows: int) -> Any:
     return padded
 
 
+def sinusoidal_positions(positions: jax.Array, hidden: int) -> jax.Array:
+    """The fixed position encodings of Vaswani et al. 2017: positions [...] int ->
+    [..., hidden] float32, ``sin(p / 10000^(2i / hidden))`` in the first half of the
+    features and ``cos`` of the same angles in the second (the layout of tensor2tensor;
+    the paper interleaves them, which is the same up to a fixed permutation)."""
+    if hidden % 2:
+        raise ValueError(f"Sinusoidal positions need an even width, got {hidden}.")
+    half = hidden // 2
+    inv_freq = 10000.0 ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
 class TextEmbeddings(nn.Module):
-    """word(ids) [+ position(positions)] [+ token_type(type ids)] -> [LayerNorm] -> dropout.
+    """word(ids) [* sqrt(hidden)] [+ position(positions)] [+ token_type(type ids)] ->
+    [LayerNorm] -> dropout.
 
     Params (logical axes): ``word_embeddings/embedding`` [vocab, embed] with
     ``padded_vocab_size(vocab_size, vocab_multiple)`` rows (rows ``>= vocab_size`` are
@@ -64,6 +79,10 @@ class TextEmbeddings(nn.Module):
         are initialised exactly as without padding. 1 = no padding.
       learned_positions: add learned position embeddings (False: none, e.g. for rotary
         attention).
+      sinusoidal_positions: add the fixed sinusoidal encodings instead (no params).
+      scale_words: multiply the word embeddings by sqrt(hidden) (the original
+        Transformer, whose tables are initialised with std hidden^-0.5).
+      embedding_std: std of the normal initialisation of the tables.
     """
 
     vocab_size: int
@@ -77,9 +96,14 @@ class TextEmbeddings(nn.Module):
     param_dtype: jnp.dtype = jnp.float32
     vocab_multiple: int = 1
     learned_positions: bool = True
+    sinusoidal_positions: bool = False
+    scale_words: bool = False
+    embedding_std: float = 0.02
 
     def setup(self) -> None:
-        init = nn.initializers.normal(stddev=0.02)
+        if self.learned_positions and self.sinusoidal_positions:
+            raise ValueError("Choose learned or sinusoidal positions, not both.")
+        init = nn.initializers.normal(stddev=self.embedding_std)
 
         def table(num: int, first_axis: str | None, name: str, rows: int | None = None
                   ) -> nn.Embed:
@@ -130,10 +154,14 @@ class TextEmbeddings(nn.Module):
           [batch, length, embed] in ``dtype``.
         """
         x = self.lookup(self.word_embeddings, ids)
+        if self.scale_words:
+            x = x * jnp.asarray(self.hidden ** 0.5, x.dtype)
+        if positions is None:
+            positions = jnp.arange(ids.shape[-1])[None, :]
         if self.learned_positions:
-            if positions is None:
-                positions = jnp.arange(ids.shape[-1])[None, :]
             x = x + self.lookup(self.position_embeddings, positions)
+        elif self.sinusoidal_positions:
+            x = x + sinusoidal_positions(positions, self.hidden).astype(x.dtype)
         if self.type_vocab_size:
             if token_type_ids is None:
                 token_type_ids = jnp.zeros_like(ids)

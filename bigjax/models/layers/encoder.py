@@ -22,7 +22,7 @@ import numpy as np
 from bigjax.models.layers import axes
 from bigjax.models.layers.attention import MultiHeadAttention
 from bigjax.models.layers.dropout import Dropout
-from bigjax.models.layers.mlp_block import MlpBlock
+from bigjax.models.layers.mlp_block import ACTIVATIONS, MlpBlock
 from bigjax.models.layers.norm import layer_norm
 
 
@@ -40,6 +40,7 @@ class TransformerBlock(nn.Module):
       pre_norm: pre-LN if True, post-LN (BERT) if False.
       cross_attention: add a cross-attention sublayer (encoder-decoder decoder).
       layer_norm_eps: LayerNorm epsilon.
+      activation: the MLP's nonlinearity (a name in ``mlp_block.ACTIVATIONS``, not gated).
       dtype: compute dtype.
       param_dtype: param dtype.
       scanned: return ``(x, None)`` as ``nn.scan`` expects.
@@ -52,6 +53,7 @@ class TransformerBlock(nn.Module):
     pre_norm: bool = False
     cross_attention: bool = False
     layer_norm_eps: float = 1e-12
+    activation: str = "gelu"
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
     scanned: bool = False
@@ -115,7 +117,8 @@ class TransformerBlock(nn.Module):
                 lambda h: attention("cross_attention")(h, context, mask=context_mask, train=train),
                 "cross_attention",
             )
-        mlp = MlpBlock(self.mlp_dim, dtype=self.dtype, param_dtype=self.param_dtype, name="mlp")
+        mlp = MlpBlock(self.mlp_dim, activation=ACTIVATIONS[self.activation], dtype=self.dtype,
+                       param_dtype=self.param_dtype, name="mlp")
         x = sublayer(x, lambda h: mlp(h, train=train), "mlp")
         x = nn.with_logical_constraint(x, (axes.BATCH, axes.LENGTH, axes.EMBED))
         return (x, None) if self.scanned else x
@@ -127,7 +130,8 @@ class TransformerStack(nn.Module):
     Attributes:
       num_layers: number of blocks.
       num_heads, mlp_dim, dropout_rate, attention_dropout_rate, pre_norm,
-        cross_attention, layer_norm_eps, dtype, param_dtype: see ``TransformerBlock``.
+        cross_attention, layer_norm_eps, activation, dtype, param_dtype: see
+        ``TransformerBlock``.
       scan_layers: ``nn.scan`` over layers (params stacked on a leading ``layers`` axis).
       remat: ``nn.remat`` each layer (recompute activations in the backward pass).
       remat_policy: optional ``jax.checkpoint_policies`` policy for ``remat``.
@@ -141,6 +145,7 @@ class TransformerStack(nn.Module):
     pre_norm: bool = False
     cross_attention: bool = False
     layer_norm_eps: float = 1e-12
+    activation: str = "gelu"
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
     scan_layers: bool = False
@@ -176,6 +181,7 @@ class TransformerStack(nn.Module):
             pre_norm=self.pre_norm,
             cross_attention=self.cross_attention,
             layer_norm_eps=self.layer_norm_eps,
+            activation=self.activation,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )

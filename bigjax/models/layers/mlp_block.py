@@ -19,6 +19,15 @@ def gelu(x: jax.Array) -> jax.Array:
     return nn.gelu(x, approximate=False)
 
 
+# Nonlinearities by config name.
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "gelu": gelu,  # exact (erf): BERT, nanoGPT
+    "gelu_tanh": lambda x: nn.gelu(x, approximate=True),  # GPT-2's "gelu_new"
+    "swiglu": nn.silu,  # the gate's activation of a gated MLP (Llama)
+    "relu": nn.relu,  # the original Transformer
+}
+
+
 class MlpBlock(nn.Module):
     """Feed-forward block.
 
