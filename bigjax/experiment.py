@@ -17,10 +17,12 @@ import numpy as np
 import optax
 
 from bigjax import datasets, durations, models, optim, pp, sharding, tasks
-from bigjax.datasets import cv_folds, lm_data, tokenized
+from bigjax.datasets import cv_folds, lm_data, tokenized, translation_data
 from bigjax.datasets.array_dataset import Examples
-from bigjax.input_pipeline import TrainBatches
+from bigjax.input_pipeline import TrainBatches, device_columns
 from bigjax.pp.host_crop import HostCrop
+from bigjax.pp.lm_tokenizer import LMTokenizer
+from bigjax.pp.subword_tokenizer import SubwordTokenizer
 from bigjax.tasks.base import Task
 from bigjax.train_state import abstract_state, make_init_fn, make_variables_init
 
@@ -44,7 +46,7 @@ class ModelParts:
 
     def sample(self, data: Examples) -> dict:
         """One preprocessed example `[1, ...]` of `data` (for shapes)."""
-        return self.preprocess(data.take(np.arange(1)), None, train=False)
+        return self.preprocess(device_columns(data.take(np.arange(1))), None, train=False)
 
     def variables_init(self, data: Examples):
         """`init(rng) -> model variables` (boxed) with shapes from `data`."""
@@ -74,10 +76,12 @@ def build_model_parts(config: ml_collections.ConfigDict, workdir: str | None = N
     tokenizer = None
     if config.data.get("lm"):
         tokenizer = lm_data.make_tokenizer(config, workdir)
+    elif config.data.get("translation"):
+        tokenizer = translation_data.make_tokenizer(config, workdir)
     elif config.data.get("tokenizer"):
         tokenizer = tokenized.make_tokenizer(config.data.tokenizer)
     model = models.build(config.model)
-    _check_language_model(config, model)
+    _check_family(config, model)
     if tokenizer is not None and hasattr(model, "with_data_vocab"):
         model = model.with_data_vocab(tokenizer.vocab_size)
     _check_length(config, model)
@@ -104,7 +108,8 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = No
         host_transform(train_data.take(np.arange(1)), [np.random.default_rng(0)])
     train_batches = TrainBatches(train_data, config.batch_size, config.seed,
                                  sharding.process_rows(parts.mesh, config.batch_size),
-                                 host_transform=host_transform)
+                                 host_transform=host_transform,
+                                 length_buckets=config.data.get("length_buckets"))
     steps_per_epoch = train_batches.steps_per_epoch
     total_steps = durations.resolve_steps(config, "total", steps_per_epoch)
     if not total_steps or total_steps <= 0:
@@ -136,6 +141,12 @@ def load_split(config: ml_collections.ConfigDict, split: str, examples: int | No
                              "examples, not a language model's token stream: unset it.")
         return datasets.subset_examples(lm_data.load_split(config, split, tokenizer),
                                         examples, split)
+    if config.data.get("translation"):
+        if folds:
+            raise ValueError("config.data.cv_folds is not supported for translation data; "
+                             "unset it.")
+        return datasets.subset_examples(translation_data.load_split(config, split, tokenizer),
+                                        examples, split)
     if split == cv_folds.HOLDOUT and not folds:
         raise ValueError(f"Split {split!r} is a cross-validation fold: set "
                          "config.data.cv_folds (and config.data.cv_fold).")
@@ -158,16 +169,38 @@ def load_split(config: ml_collections.ConfigDict, split: str, examples: int | No
     return data
 
 
-def _check_language_model(config, model) -> None:
-    """Language-model data, preprocessing, task and a causal model go together."""
-    parts = {"config.data.lm": bool(config.data.get("lm")),
-             "config.pp.kind='lm'": config.pp.kind == "lm",
-             "config.task='causal_lm'": config.task == "causal_lm",
-             "a causal model (config.model.name='gpt')": hasattr(model, "init_cache")}
-    if any(parts.values()) and not all(parts.values()):
-        missing = [k for k, v in parts.items() if not v]
-        raise ValueError(f"A language model needs {', '.join(parts)} together; this config "
-                         f"lacks {', '.join(missing)}.")
+def save_tokenizer(tokenizer, workdir: str) -> None:
+    """Writes a trained tokenizer to the workdir (language models, translation), where
+    evaluation, generation and a resumed run read it back; other tokenizers are files
+    the config names already."""
+    if isinstance(tokenizer, LMTokenizer):
+        lm_data.save_tokenizer(tokenizer, workdir)
+    elif isinstance(tokenizer, SubwordTokenizer):
+        translation_data.save_tokenizer(tokenizer, workdir)
+
+
+def _check_family(config, model) -> None:
+    """Language-model (translation) data, preprocessing, task and a causal (an
+    encoder-decoder) model go together."""
+    encoder_decoder = hasattr(model, "encode")
+    families = {
+        "A language model": {
+            "config.data.lm": bool(config.data.get("lm")),
+            "config.pp.kind='lm'": config.pp.kind == "lm",
+            "config.task='causal_lm'": config.task == "causal_lm",
+            "a causal model (config.model.name='gpt')":
+                hasattr(model, "init_cache") and not encoder_decoder},
+        "A translation model": {
+            "config.data.translation": bool(config.data.get("translation")),
+            "config.pp.kind='translation'": config.pp.kind == "translation",
+            "config.task='translation'": config.task == "translation",
+            "an encoder-decoder (config.model.name='transformer')": encoder_decoder},
+    }
+    for family, parts in families.items():
+        if any(parts.values()) and not all(parts.values()):
+            missing = [k for k, v in parts.items() if not v]
+            raise ValueError(f"{family} needs {', '.join(parts)} together; this config "
+                             f"lacks {', '.join(missing)}.")
 
 
 def _check_length(config, model) -> None:
@@ -178,6 +211,13 @@ def _check_length(config, model) -> None:
         raise ValueError(f"config.data.lm.context={lm.context} is longer than the "
                          f"{model.max_length()} positions of the model; lower it or raise "
                          "config.model.max_len.")
+    pairs = config.data.get("translation")
+    if pairs and hasattr(model, "max_length"):
+        for key in ("max_source_len", "max_target_len"):
+            if pairs[key] > model.max_length():
+                raise ValueError(f"config.data.translation.{key}={pairs[key]} is longer than "
+                                 f"the {model.max_length()} positions of the model; lower it "
+                                 "or raise config.model.max_len.")
     tokenizer = config.data.get("tokenizer")
     if tokenizer and hasattr(model, "max_length") and tokenizer.max_len > model.max_length():
         raise ValueError(f"config.data.tokenizer.max_len={tokenizer.max_len} is longer than the "

@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from bigjax.datasets.array_dataset import ArrayDataset, Examples
+from bigjax.length_buckets import TOKEN_COLUMNS, LengthBuckets, token_lengths
 
 # `(batch, rngs) -> batch`: host-side preprocessing, `rngs[i]` for example i.
 HostTransform = Callable[[dict[str, np.ndarray], list[np.random.Generator]],
@@ -61,10 +62,12 @@ class TrainBatches:
     """
 
     def __init__(self, data: Examples, global_batch_size: int, seed: int,
-                 rows: slice | None = None, host_transform: HostTransform | None = None):
+                 rows: slice | None = None, host_transform: HostTransform | None = None,
+                 length_buckets: tuple[int, ...] | None = None):
         """`host_transform(batch, rngs) -> batch`: host-side preprocessing of each batch
         (e.g. `pp.host_crop.HostCrop`), `rngs[i]` seeded by (seed, batch index, global
-        row) for example i."""
+        row) for example i. `length_buckets`: widths for batches of similar lengths
+        (`length_buckets.LengthBuckets`; None: data order, full widths)."""
         if len(data) < global_batch_size:
             raise ValueError(
                 f"Data set {data.name!r} has {len(data)} examples, fewer than the batch size "
@@ -76,6 +79,12 @@ class TrainBatches:
         self._rows = rows or _process_rows(global_batch_size)
         self.host_transform = host_transform
         self._epoch_cache: tuple[int, np.ndarray] | None = None
+        self.buckets = None
+        if length_buckets:
+            if not isinstance(data, ArrayDataset):
+                raise ValueError("config.data.length_buckets needs the data in memory; unset "
+                                 "config.data.on_disk or the buckets.")
+            self.buckets = LengthBuckets(data.features, length_buckets)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -85,6 +94,10 @@ class TrainBatches:
         """The example order of `epoch`: a permutation drawn from (seed, epoch)."""
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
             order = np.random.default_rng([self.seed, epoch]).permutation(len(self.data))
+            if self.buckets is not None:  # batches of similar lengths, in random order
+                order = self.buckets.order(order[:self.steps_per_epoch * self.global_batch_size],
+                                           self.global_batch_size,
+                                           np.random.default_rng([self.seed, epoch, 1]))
             self._epoch_cache = (epoch, order)
         return self._epoch_cache[1]
 
@@ -100,8 +113,16 @@ class TrainBatches:
         return self._epoch_order(epoch)[k * size:(k + 1) * size]
 
     def __getitem__(self, batch_index: int) -> dict[str, np.ndarray]:
-        return self._transformed(batch_index, self.data.take(
-            self.global_indices(batch_index)[self._rows]))
+        indices = self.global_indices(batch_index)
+        return self._transformed(batch_index, self._cut(self.data.take(indices[self._rows]),
+                                                        indices))
+
+    def _cut(self, batch: dict[str, np.ndarray], global_indices: np.ndarray
+             ) -> dict[str, np.ndarray]:
+        """`batch` without its text columns, its token columns cut to their bucket width
+        (when bucketing) by the longest of `global_indices`."""
+        batch = device_columns(batch)
+        return batch if self.buckets is None else self.buckets.cut(batch, global_indices)
 
     def _transformed(self, batch_index: int, batch: dict[str, np.ndarray]
                      ) -> dict[str, np.ndarray]:
@@ -115,8 +136,9 @@ class TrainBatches:
     def chunk(self, first: int, count: int) -> dict[str, np.ndarray]:
         """Batches `first, ..., first + count - 1` stacked, `[count, rows, ...]`: one gather
         of all their rows (what a train-step call of `count` steps takes)."""
-        rows = np.concatenate([self.global_indices(first + j)[self._rows] for j in range(count)])
-        flat = self.data.take(rows)
+        indices = [self.global_indices(first + j) for j in range(count)]
+        rows = np.concatenate([i[self._rows] for i in indices])
+        flat = self._cut(self.data.take(rows), np.concatenate(indices))
         stacked = {k: v.reshape(count, -1, *v.shape[1:]) for k, v in flat.items()}
         if self.host_transform is None:
             return stacked
@@ -167,6 +189,12 @@ class TrainBatches:
         return int(saved["next_batch"])
 
 
+def device_columns(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`batch` without its columns of Python objects (raw text that evaluators read on the
+    host, e.g. translation references): only arrays travel to the devices."""
+    return {k: v for k, v in batch.items() if v.dtype != object}
+
+
 def _own_arrays(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """`batch` copied out of the shared memory a worker process handed it over in, so that
     grain can release that memory at once."""
@@ -194,11 +222,13 @@ def eval_batches(data: Examples, global_batch_size: int, rows: slice | None = No
     `with_index` an `index: int32 [rows]` column, each row's example index); this
     process yields its rows of each global batch.
 
-    Token data (an `input_ids: [n, max_len]` column padded with trailing 0s) with
-    `trim_multiple = m`: the examples come shortest first, and each batch's
-    `input_ids` is cut to its longest row rounded up to a multiple of m
-    (`[rows, L]`, L <= max_len), so the model skips most columns that are padding
-    in every row. At most `ceil(max_len / m)` shapes, one compile each. The width
+    Token data (`TOKEN_COLUMNS`: `input_ids`, or `source_ids` and `target_ids`, each
+    `[n, max_len]` padded with trailing 0s) with `trim_multiple = m`: the examples come
+    shortest first (by the first of those columns), and each batch's token columns are
+    cut to their longest row rounded up to a multiple of m (`[rows, L]`, L <= max_len),
+    so the model skips most columns that are padding in every row. At most
+    `ceil(max_len / m)` widths per column, one compile each. Columns of Python objects
+    (raw text) are left out. The width
     comes from the whole global batch, so every process gets the same shapes.
     Otherwise the examples come in data order. (The order decides which examples
     share a batch, so eval randomness drawn per batch, like MLM masks, changes.)
@@ -207,25 +237,25 @@ def eval_batches(data: Examples, global_batch_size: int, rows: slice | None = No
     rows = rows or _process_rows(global_batch_size)
     n = len(data)
     # Token ids are in memory (on-disk record sets hold images): lengths need all of them.
-    ids = data.features.get("input_ids") if isinstance(data, ArrayDataset) else None
-    trim = trim_multiple is not None and ids is not None and ids.ndim == 2 and n > 0
+    columns = [c for c in TOKEN_COLUMNS if isinstance(data, ArrayDataset)
+               and c in data.features and data.features[c].ndim == 2]
+    trim = trim_multiple is not None and bool(columns) and n > 0
     if trim:
-        max_len = ids.shape[1]
-        lengths = max_len - np.argmax(ids[:, ::-1] != 0, axis=1)  # last real token + 1
-        lengths[~(ids != 0).any(axis=1)] = 1
-        order = np.argsort(lengths, kind="stable")
+        lengths = {c: np.maximum(token_lengths(data.features[c]), 1) for c in columns}
+        order = np.argsort(lengths[columns[0]], kind="stable")
     for start in range(0, n, global_batch_size):
         positions = np.arange(start, start + global_batch_size)
         mask = positions < n
         indices = np.where(mask, positions, 0)
         if trim:
             indices = order[indices]
-            longest = int(lengths[indices[mask]].max())
-            width = min(max_len, -(-longest // trim_multiple) * trim_multiple)
-        batch = data.take(indices[rows])
+        batch = device_columns(data.take(indices[rows]))
         batch["mask"] = mask[rows]
         if with_index:  # each row's example index in `data` (the order may be by length)
             batch["index"] = indices[rows].astype(np.int32)
         if trim:
-            batch["input_ids"] = batch["input_ids"][:, :width]
+            for column in columns:
+                longest = int(lengths[column][indices[mask]].max())
+                width = -(-longest // trim_multiple) * trim_multiple
+                batch[column] = batch[column][:, :width]
         yield batch

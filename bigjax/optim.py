@@ -26,13 +26,15 @@ from flax.core import meta
 
 from bigjax import adam, decay_mask, param_lr
 
-SCHEDULES = ("constant", "warmup_cosine", "warmup_linear")
+SCHEDULES = ("constant", "warmup_cosine", "warmup_linear", "warmup_rsqrt")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 MU_DTYPES = {None: None, "float32": jnp.dtype("float32"), "bfloat16": jnp.dtype("bfloat16")}
 
 
 def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
-    """Learning rate per step: constant, or linear warmup then cosine / linear decay."""
+    """Learning rate per step: constant, or linear warmup then cosine / linear decay, or
+    then the inverse square root decay of the Transformer paper (`lr * sqrt(warmup /
+    step)`: the peak at the end of the warmup, half of it at 4x the warmup steps)."""
     lr, warmup = optim.learning_rate, int(optim.get("warmup_steps") or 0)
     name = optim.get("schedule", "constant")
     final = lr * optim.get("end_lr_factor", 0.0)
@@ -47,6 +49,12 @@ def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.S
         return optax.join_schedules(
             [optax.linear_schedule(0.0, lr, warmup),
              optax.linear_schedule(lr, final, total_steps - warmup)], [warmup])
+    if name == "warmup_rsqrt":
+        if not warmup:
+            raise ValueError("config.optim.schedule='warmup_rsqrt' needs warmup_steps > 0 "
+                             "(the decay is lr * sqrt(warmup / step)).")
+        return lambda step: lr * jnp.minimum(step / warmup,
+                                             jnp.sqrt(warmup / jnp.maximum(step, 1)))
     raise ValueError(f"Unknown config.optim.schedule {name!r}; choose one of {SCHEDULES}.")
 
 

@@ -1,13 +1,19 @@
-"""Generate text from a language model's checkpoint:
+"""Generate text from a language model's checkpoint, or translate with a translation
+model's:
 
     python -m bigjax.predict --workdir=DIR [--step=N] [--max_new_tokens=N]
         [--temperature=T] [--top_k=K] [--top_p=P] [--seed=S] "ROMEO:" ["JULIET:" ...]
+    python -m bigjax.predict --workdir=DIR [--beam_size=K] [--alpha=A]
+        [--input_file=FILE] ["A man rides a bike." ...]
 
 Reads `DIR/config.json` (`--config.KEY=VALUE` overrides apply on top) and the run's
 `tokenizer.json`, restores the newest (or the given) checkpoint onto the current devices,
-decodes every prompt in one batch with the KV cache, prints each prompt with its
-continuation, and ends with one JSON line: `{"step": N, "samples": [...]}`.
-Temperature 0 (the default) is greedy decoding.
+and decodes every text in one batch with the KV cache. A language model continues each
+prompt (temperature 0, the default, is greedy) and prints it with its continuation; a
+translation model translates each sentence (given on the command line, or one per line
+of `--input_file`) by beam search (`--beam_size=1`: greedy) and prints one translation a
+line. The output ends with one JSON line: `{"step": N, "samples": [...]}` or
+`{"step": N, "translations": [...]}`.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ log = logging.getLogger("bigjax")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("prompts", nargs="+", help="texts to continue")
+    parser.add_argument("prompts", nargs="*", help="texts to continue, or to translate")
     parser.add_argument("--max_new_tokens", type=int, default=100,
                         help="tokens generated per prompt at most (default 100)")
     parser.add_argument("--temperature", type=float, default=0.0,
@@ -33,6 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top_p", type=float, default=None,
                         help="sample among the likeliest tokens holding this probability")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument("--beam_size", type=int, default=4,
+                        help="translation: beams (1: greedy; default 4)")
+    parser.add_argument("--alpha", type=float, default=0.6,
+                        help="translation: length penalty ((5 + length) / 6) ** alpha "
+                             "(default 0.6)")
+    parser.add_argument("--input_file", default=None,
+                        help="translation: a text file of sentences, one per line")
 
 
 def predict(config, workdir: str, args: argparse.Namespace) -> dict:
@@ -46,10 +59,15 @@ def predict(config, workdir: str, args: argparse.Namespace) -> dict:
     from bigjax.experiment import build_model_parts
     from bigjax.generate import generate
 
+    if config.data.get("translation"):
+        return translate(config, workdir, args)
     if not config.data.get("lm"):
         raise ValueError(f"{workdir} holds a {config.model.name!r} model trained for task "
                          f"{config.task!r}; bigjax.predict generates text from language "
-                         "models (config.data.lm), use bigjax.evaluate for the others.")
+                         "models (config.data.lm) and translates with translation models "
+                         "(config.data.translation); use bigjax.evaluate for the others.")
+    if not args.prompts:
+        raise ValueError("Give at least one prompt to continue.")
     if args.temperature < 0 or (args.top_k is not None and args.top_k < 1) or \
             (args.top_p is not None and not 0 < args.top_p <= 1):
         raise ValueError("--temperature must be >= 0, --top_k >= 1 and --top_p in (0, 1].")
@@ -73,6 +91,59 @@ def predict(config, workdir: str, args: argparse.Namespace) -> dict:
     for text in samples:
         print(text, end="\n\n----------\n\n", flush=True)
     return {"step": step, "samples": samples}
+
+
+def translate(config, workdir: str, args: argparse.Namespace) -> dict:
+    """The translations of `args.prompts` (and of the lines of `args.input_file`) by
+    checkpoint `args.step` of `workdir`."""
+    import jax
+    import numpy as np
+
+    from bigjax import sharding
+    from bigjax.datasets.array_dataset import ArrayDataset
+    from bigjax.datasets.translation_data import pad_rows
+    from bigjax.evaluate import restore_model_variables
+    from bigjax.experiment import build_model_parts
+    from bigjax.translate import beam_search, greedy_decode
+
+    sentences = list(args.prompts)
+    if args.input_file:
+        from etils import epath
+
+        sentences += epath.Path(args.input_file).read_text(encoding="utf-8").splitlines()
+    if not sentences:
+        raise ValueError("Give sentences to translate on the command line or with "
+                         "--input_file.")
+    if args.beam_size < 1 or args.alpha < 0:
+        raise ValueError("--beam_size must be >= 1 and --alpha >= 0.")
+    lengths = config.data.translation
+    parts = build_model_parts(config, workdir)
+    # All-zero rows give the shapes: no data is read.
+    shapes = ArrayDataset({"source_ids": np.zeros((1, lengths.max_source_len), np.int32),
+                           "target_ids": np.zeros((1, lengths.max_target_len), np.int32)})
+    step, variables = restore_model_variables(parts, workdir, args.step, shapes,
+                                              doing="Translating with")
+    tokenizer = parts.tokenizer
+    rows = -(-len(sentences) // sharding.num_batch_shards(parts.mesh)) * \
+        sharding.num_batch_shards(parts.mesh)
+    source, cut = pad_rows(tokenizer.encode_batch(sentences + [""] * (rows - len(sentences))),
+                           lengths.max_source_len, [], [tokenizer.eos_id])
+    if cut:
+        log.warning("%d sentences are longer than max_source_len=%d tokens and were cut.",
+                    cut, lengths.max_source_len)
+    ids = dict(max_len=lengths.max_target_len - 1, bos_id=tokenizer.bos_id,
+               eos_id=tokenizer.eos_id, alpha=args.alpha)
+    with sharding.mesh_context(parts.mesh, parts.rules):
+        params = variables["params"]
+        if args.beam_size == 1:
+            tokens, _ = greedy_decode(parts.model, params, source, **ids)
+        else:
+            tokens, _ = beam_search(parts.model, params, source, beam_size=args.beam_size,
+                                    **ids)
+    translations = tokenizer.decode_batch(np.asarray(jax.device_get(tokens))[:len(sentences)])
+    for text in translations:
+        print(text, flush=True)
+    return {"step": step, "translations": translations}
 
 
 def main(argv: list[str] | None = None) -> int:

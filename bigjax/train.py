@@ -32,11 +32,9 @@ from bigjax import (
     sharding,
 )
 from bigjax.checkpoint import Checkpointer
-from bigjax.datasets import lm_data
-from bigjax.experiment import Experiment, build_experiment
+from bigjax.experiment import Experiment, build_experiment, save_tokenizer
 from bigjax.metric_writers import MetricWriter
 from bigjax.models import hf_gpt_import
-from bigjax.pp.lm_tokenizer import LMTokenizer
 from bigjax.preemption import PreemptionCheck
 from bigjax.progress import Progress
 from bigjax.step_profiler import StepProfiler, check_profile_steps
@@ -252,8 +250,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         check_config(config, workdir, resuming)  # refuse a changed experiment before anything
         state, step, pending_evals = restore_or_init(exp, checkpointer, step)
         write_config(config, workdir, resuming)  # only once the state is known to fit
-        if isinstance(exp.tokenizer, LMTokenizer) and jax.process_index() == 0:
-            lm_data.save_tokenizer(exp.tokenizer, workdir)
+        if jax.process_index() == 0:
+            save_tokenizer(exp.tokenizer, workdir)
     except BaseException:
         checkpointer.close()
         if created and jax.process_index() == 0:  # a failed start leaves no workdir behind

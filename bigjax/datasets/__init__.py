@@ -22,6 +22,7 @@ from bigjax.datasets import (
     text_corpora,
     text_file,
     text_files,
+    translation,
 )
 from bigjax.datasets.array_dataset import ArrayDataset, Examples
 from bigjax.datasets.tfds_source import TfdsDataset
@@ -45,7 +46,9 @@ OWN_DATA: dict[str, Callable[..., ArrayDataset | record_files.RecordDataset]] = 
 }
 # Language-modelling corpora (with `config.data.lm`; read by `lm_data`, not `load`).
 CORPORA = text_corpora.NAMES
-NAMES = (*LOADERS, *OWN_DATA, *CORPORA)
+# Sentence pairs (with `config.data.translation`; read by `translation_data`).
+PAIRS = translation.NAMES
+NAMES = (*LOADERS, *OWN_DATA, *CORPORA, *PAIRS)
 # With `on_disk`: tfds names read by index from tfds's own ArrayRecord files
 # (`tfds.data_source`) when no offline copy is configured: loader(split, data_dir) ->
 # TfdsDataset, or None to prepare the offline files into bigjax's ArrayRecord files.
@@ -71,6 +74,9 @@ def load(name: str, split: str, data_dir: str | None = None, examples: int | Non
     if name in CORPORA:
         raise ValueError(f"{name!r} is a language-modelling corpus: set config.data.lm "
                          "(its tokenizer and context) to read it.")
+    if name in PAIRS:
+        raise ValueError(f"{name!r} holds sentence pairs: set config.data.translation (its "
+                         "languages and tokenizer) to read it.")
     check_examples(examples, name, split)
     prepared_dir = record_files.check_local(prepared_dir or os.path.join(cache_dir(), "prepared"),
                                             "config.data.prepared_dir")

@@ -21,18 +21,20 @@ from collections.abc import Callable
 import ml_collections
 
 from bigjax import durations
-from bigjax.evaluators import samples
+from bigjax.evaluators import samples, translations
 from bigjax.evaluators.base import EvalSettings, Evaluator
 from bigjax.evaluators.predictions import PredictionsEvaluator
 from bigjax.evaluators.samples import SamplesEvaluator
 from bigjax.evaluators.task_metrics import TaskMetricsEvaluator
+from bigjax.evaluators.translations import TranslationsEvaluator
 
 TYPES: dict[str, type] = {"metrics": TaskMetricsEvaluator, "predictions": PredictionsEvaluator,
-                          "samples": SamplesEvaluator}
+                          "samples": SamplesEvaluator, "translations": TranslationsEvaluator}
 # Keys only some types read (the rest of `EvalSettings.options`).
 SAMPLE_KEYS = tuple(samples.DEFAULTS)
+OPTION_KEYS = (*SAMPLE_KEYS, *translations.DEFAULTS)
 ENTRY_KEYS = ("type", "split", "every_steps", "every_epochs", "batch_size", "examples",
-              "trim_multiple", *SAMPLE_KEYS)
+              "trim_multiple", *OPTION_KEYS)
 
 
 def settings_from_config(config: ml_collections.ConfigDict, steps_per_epoch: int,
@@ -64,7 +66,7 @@ def settings_from_config(config: ml_collections.ConfigDict, steps_per_epoch: int
             every_steps=every, batch_size=entry.get("batch_size") or defaults["batch_size"],
             trim_multiple=entry.get("trim_multiple", defaults["trim_multiple"]),
             workdir=workdir, options={"examples": entry.get("examples", defaults["examples"]),
-                                      **{k: entry.get(k) for k in SAMPLE_KEYS}}))
+                                      **{k: entry.get(k) for k in OPTION_KEYS}}))
     return result
 
 
@@ -95,7 +97,8 @@ def build(settings: list[EvalSettings], load_split: Callable, model, task, prepr
         key = (s.split, s.options.get("examples"))
         if key not in cache:
             cache[key] = load_split(*key)
-        evaluators.append(cls(s, model, task, preprocess, cache[key], mesh, rules))
+        evaluators.append(cls(s, model, task, preprocess, cache[key], mesh, rules,
+                              tokenizer=tokenizer))
     return evaluators
 
 

@@ -71,7 +71,7 @@ class BatchedEvaluator:
     """
 
     def __init__(self, settings: EvalSettings, model: nn.Module, task: Task, preprocess,
-                 data: Examples, mesh: Mesh, rules):
+                 data: Examples, mesh: Mesh, rules, tokenizer=None):
         sharding.check_batch_size(mesh, settings.batch_size, settings.batch_size_key)
         input_pipeline.check_trim_multiple(settings.trim_multiple)  # now, not at the first eval
         self.settings, self.task, self.data = settings, task, data

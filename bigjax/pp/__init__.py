@@ -12,7 +12,7 @@ from typing import Protocol
 import jax
 import ml_collections
 
-from bigjax.pp import image, lm, text
+from bigjax.pp import image, lm, text, translation
 
 
 class Preprocess(Protocol):
@@ -36,6 +36,7 @@ KINDS: dict[str, Callable[[ml_collections.ConfigDict, object], Preprocess]] = {
     "text": _needs_tokenizer(text.make_preprocess),
     "text_mlm": _needs_tokenizer(text.make_preprocess),
     "lm": lambda pp, tokenizer: lm.next_token_inputs,
+    "translation": lambda pp, tokenizer: translation.teacher_forcing,
 }
 
 

@@ -11,6 +11,7 @@ from bigjax.tasks.base import Task
 from bigjax.tasks.causal_lm import CausalLM
 from bigjax.tasks.classification import Classification
 from bigjax.tasks.masked_lm import MaskedLM
+from bigjax.tasks.translation import Translation
 
 # `config.task` -> maker(config, the data's tokenizer or None).
 TASKS: dict[str, Callable[[ml_collections.ConfigDict, object], Task]] = {
@@ -20,6 +21,8 @@ TASKS: dict[str, Callable[[ml_collections.ConfigDict, object], Task]] = {
     "causal_lm": lambda config, tokenizer: CausalLM(
         tokenizer.token_bytes() if hasattr(tokenizer, "token_bytes") else None,
         char_tokens=bool(getattr(tokenizer, "is_char", False))),
+    "translation": lambda config, tokenizer: Translation(
+        tokenizer.vocab_size, config.get("label_smoothing", 0.0)),
 }
 
 
