@@ -117,6 +117,13 @@ class TrainBatches:
         return self._transformed(batch_index, self._cut(self.data.take(indices[self._rows]),
                                                         indices))
 
+    def mean_widths(self) -> dict[str, float]:
+        """With length buckets: each token column's mean width over the first epoch's
+        batches (else empty: every batch is full width)."""
+        if self.buckets is None:
+            return {}
+        return self.buckets.mean_widths(self._epoch_order(0), self.global_batch_size)
+
     def _cut(self, batch: dict[str, np.ndarray], global_indices: np.ndarray
              ) -> dict[str, np.ndarray]:
         """`batch` without its text columns, its token columns cut to their bucket width

@@ -64,6 +64,14 @@ class LengthBuckets:
         batches = np.concatenate(pieces).reshape(-1, batch_size)
         return batches[rng.permutation(len(batches))].reshape(-1)
 
+    def width(self, column: str, longest: np.ndarray) -> np.ndarray:
+        """The width `column` is cut to for batches whose longest row is `longest` [...]:
+        the first boundary that holds it, at most the column's full width."""
+        index = np.searchsorted(self.boundaries, longest)  # first boundary >= longest
+        fits = self.boundaries[np.minimum(index, len(self.boundaries) - 1)]
+        return np.where(index < len(self.boundaries),
+                        np.minimum(fits, self.widths[column]), self.widths[column])
+
     def cut(self, batch: dict[str, np.ndarray], global_indices: np.ndarray
             ) -> dict[str, np.ndarray]:
         """`batch` (rows of the examples `global_indices` [global batch], or of several
@@ -71,8 +79,13 @@ class LengthBuckets:
         those examples."""
         out = dict(batch)
         for column in self.columns:
-            longest = int(self.lengths[column][global_indices].max())
-            fits = self.boundaries[self.boundaries >= longest]
-            width = min(int(fits[0]) if fits.size else self.widths[column], self.widths[column])
-            out[column] = batch[column][..., :width]
+            longest = self.lengths[column][global_indices].max()
+            out[column] = batch[column][..., :int(self.width(column, longest))]
         return out
+
+    def mean_widths(self, order: np.ndarray, batch_size: int) -> dict[str, float]:
+        """Each token column's width averaged over the batches of `order` (an epoch's
+        bucketed order): what a step computes on average, for FLOP counts."""
+        batches = order[:len(order) // batch_size * batch_size].reshape(-1, batch_size)
+        return {c: float(self.width(c, self.lengths[c][batches].max(axis=1)).mean())
+                for c in self.columns}

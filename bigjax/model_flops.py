@@ -125,7 +125,8 @@ def train_flops_per_example(parts: Any, sample: dict) -> dict[str, Any]:
     Returns:
       ``flops``: training FLOPs of one example (forward + backward).
       ``tokens``: tokens in one example (language models: the context; models of token
-        ids ``[1, length]``: the length), or None (images, features).
+        ids ``[1, length]``: the length; encoder-decoders: source + decoder inputs), or
+        None (images, features).
       ``basis``: how it was counted, for the log.
     """
     config = parts.config
@@ -148,5 +149,7 @@ def train_flops_per_example(parts: Any, sample: dict) -> dict[str, Any]:
     inputs = np.asarray(sample["inputs"]) if not isinstance(sample["inputs"], dict) else None
     tokens = (int(inputs.shape[1]) if inputs is not None and inputs.ndim == 2
               and np.issubdtype(inputs.dtype, np.integer) else None)
+    if tokens is not None and "decoder_inputs" in kwargs:  # encoder-decoder: both sides
+        tokens += int(np.shape(kwargs["decoder_inputs"])[1])
     return {"flops": flops.train, "tokens": tokens,
             "basis": "the forward's and backward's matmuls and convolutions (jaxpr_flops)"}

@@ -17,8 +17,10 @@ import functools
 import logging
 
 import jax
+import numpy as np
 
 from bigjax import model_flops, peak_flops
+from bigjax.input_pipeline import device_columns
 
 log = logging.getLogger("bigjax")
 
@@ -45,7 +47,7 @@ class Throughput:
         batch = int(exp.config.batch_size)
         peak, source = _peak(exp.config.get("peak_flops_per_device"), exp.config.model.dtype)
         try:
-            count = model_flops.train_flops_per_example(exp, exp.sample(exp.train_batches.data))
+            count = model_flops.train_flops_per_example(exp, _typical_sample(exp))
         except Exception as err:  # counting must never stop a run
             log.warning("No analytic FLOP count for this model (%s: %s): perf/mfu and "
                         "perf/tflops_per_sec_per_device are not logged.",
@@ -82,6 +84,23 @@ class Throughput:
         return (f"Train FLOPs per step: analytic {self.flops_per_step:.4g} ({what}; "
                 f"{self.flops_basis}); {xla}. Peak per device "
                 f"{self.peak_per_device / 1e12:.4g} TFLOP/s ({self.peak_source}).")
+
+
+def _typical_sample(exp) -> dict:
+    """One preprocessed example for counting a step's FLOPs: with length buckets, its
+    token columns padded or cut to their mean width over an epoch's batches (the FLOPs of
+    a step grow about linearly with its widths), else at full width."""
+    data = exp.train_batches.data
+    widths = exp.train_batches.mean_widths()
+    if not widths:
+        return exp.sample(data)
+    example = device_columns(data.take(np.arange(1)))
+    for column, width in widths.items():
+        ids = example[column][:, :max(int(round(width)), 1)]
+        example[column] = np.pad(ids, [(0, 0), (0, int(round(width)) - ids.shape[1])])
+    log.info("FLOPs are counted at the mean widths of the length buckets: %s.",
+             ", ".join(f"{c} {w:.1f}" for c, w in widths.items()))
+    return exp.preprocess(example, None, train=False)
 
 
 @functools.cache
