@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -87,6 +89,7 @@ def trained():
     return model, params
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _logits(model, params, source, decoder_inputs):
     return model.apply({"params": params}, source, decoder_inputs=decoder_inputs,
                        train=False)[0]
@@ -131,12 +134,16 @@ def test_cached_decoding_gives_the_teacher_forced_logits(options):
     full = _logits(model, params, source, target)
     encoded = model.apply({"params": params}, source, method=Transformer.encode)
     cache = model.init_cache(3, source.shape[1], target.shape[1])
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def decode(first, cache, encoded, tokens, position):
+        return model.apply({"params": params, "cache": cache}, encoded if first else None,
+                           source != 0, tokens, positions=jnp.full((3, 1), position),
+                           decode=True, method=Transformer.decode_step, mutable=["cache"])
+
     steps = []
     for t in range(target.shape[1]):
-        logits, updated = model.apply(
-            {"params": params, "cache": cache}, encoded if t == 0 else None, source != 0,
-            target[:, t:t + 1], positions=np.full((3, 1), t), decode=True,
-            method=Transformer.decode_step, mutable=["cache"])
+        logits, updated = decode(t == 0, cache, encoded, target[:, t:t + 1], t)
         cache = updated["cache"]
         steps.append(logits)
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=2e-5)
@@ -186,12 +193,13 @@ def test_greedy_decoding_with_the_cache_is_greedy_by_recomputation(trained):
     source = _sources(6)
     tokens, scores = greedy_decode(model, params, source, max_len=10, bos_id=BOS, eos_id=EOS)
     tokens = np.asarray(tokens)
-    # Recompute: the argmax of the full decoder at every position.
-    prefix = np.full((6, 1), BOS, np.int32)
-    for _ in range(10):
-        nxt = np.argmax(_logits(model, params, source, prefix)[:, -1], axis=-1)
-        prefix = np.concatenate([prefix, nxt[:, None].astype(np.int32)], axis=1)
-    expected = prefix[:, 1:]
+    # Recompute: the argmax of the whole decoder at every position (a fixed width of
+    # inputs, one compile: position t sees only the inputs up to t).
+    inputs = np.zeros((6, 11), np.int32)
+    inputs[:, 0] = BOS
+    for t in range(10):
+        inputs[:, t + 1] = np.argmax(_logits(model, params, source, inputs)[:, t], axis=-1)
+    expected = inputs[:, 1:]
     ended = np.cumsum(expected == EOS, axis=1) - (expected == EOS) > 0
     np.testing.assert_array_equal(tokens, np.where(ended, 0, expected))
     assert len({tuple(row) for row in tokens}) > 3 and (tokens == EOS).any(axis=1).all()
