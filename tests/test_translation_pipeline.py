@@ -72,8 +72,9 @@ def test_length_buckets_keep_every_example_once_and_cut_batches_to_few_widths():
             assert width >= longest and (width in BOUNDARIES or width == 40)
             assert width == min(b for b in (*BOUNDARIES, 40) if b >= longest)
             widths.add((column, width))
-        np.testing.assert_array_equal(  # cutting drops only padding
-            batch["source_ids"], data.features["source_ids"][rows][:, :batch["source_ids"].shape[1]])
+        cut = batch["source_ids"].shape[1]  # cutting drops only padding
+        np.testing.assert_array_equal(batch["source_ids"],
+                                      data.features["source_ids"][rows][:, :cut])
     assert len(widths) <= 2 * (len(BOUNDARIES) + 1)
     # The point: far less padding than full-width batches of the plain order.
     bucketed = _padding(epoch)
