@@ -89,10 +89,11 @@ CASES = [
          "config.task='clasification' is not one of 'classification', 'mlm', 'causal_lm'. "
          "Did you mean 'classification'?"),
     Case("unknown pp.kind", [DIGITS, "--config.pp.kind=images"],
-         "config.pp.kind='images' is not one of 'image', 'text', 'text_mlm', 'lm'."),
+         "config.pp.kind='images' is not one of 'image', 'text', 'text_mlm', 'lm', "
+         "'translation'."),
     Case("unknown schedule", [DIGITS, "--config.optim.schedule=cosine"],
          "config.optim.schedule='cosine' is not one of 'constant', 'warmup_cosine', "
-         "'warmup_linear'."),
+         "'warmup_linear', 'warmup_rsqrt'."),
     Case("checkpoint.keep=0 on a finished run", [DIGITS, "--config.checkpoint.keep=0",
                                                  "--config.total_steps=30"],
          "config.checkpoint.keep=0 must be int >= 1 | None", workdir="run", quick=True),

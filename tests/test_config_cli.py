@@ -51,7 +51,8 @@ def test_bad_values_are_clear():
              ("checkpoint.keep", "0", "config.checkpoint.keep=0 must be int >= 1"),
              ("task", "clasification", "Did you mean 'classification'?"),
              ("pp.kind", "img", "is not one of 'image', 'text', 'text_mlm'"),
-             ("optim.schedule", "cosine", "one of 'constant', 'warmup_cosine', 'warmup_linear'"),
+             ("optim.schedule", "cosine", "one of 'constant', 'warmup_cosine', 'warmup_linear', "
+              "'warmup_rsqrt'"),
              ("model.dtype", "fp16", "one of 'float32', 'bfloat16', 'float16'")]
     for key, text, message in cases:
         with pytest.raises(config_cli.ConfigError, match=re.escape(message)):

@@ -52,16 +52,15 @@ def test_a_config_from_scratch_needs_only_what_differs_and_trains(tmp_path):
     ('config.optim.learning_rate = float("nan")', "config.optim.learning_rate=nan must be"),
     ('config.mesh = dict(tensor=0)', "config.mesh.tensor=0 must be int >= 1 (or -1)"),
     ('config.pp.kind = "images"', "config.pp.kind='images' is not one of 'image', 'text', "
-                                  "'text_mlm', 'lm'. Did you mean 'image'?"),
+                                  "'text_mlm', 'lm', 'translation'. Did you mean 'image'?"),
     ('config.model.name = "resnet"', "config.model.name='resnet' is not one of 'mlp', 'cnn'"),
     ('config.model.conv_features = (8,)', "Unknown config key config.model.conv_features."),
     ('del config.task', "config.task is required (one of 'classification', 'mlm', "
-                        "'causal_lm')"),
+                        "'causal_lm', 'translation')"),
     ('del config.model.num_classes', "config.model.num_classes is required"),
     ('config.evals = dict(test=dict(type="metric"))',
-     "config.evals.test.type='metric' is not one of 'metrics', 'predictions', 'samples'. "
-     "Did you mean "
-     "'metrics'?"),
+     "config.evals.test.type='metric' is not one of 'metrics', 'predictions', 'samples', "
+     "'translations'. Did you mean 'metrics'?"),
     ('config.evals = dict(test=dict(type="metrics", every=3))',
      "Unknown config key config.evals.test.every."),
 ])
