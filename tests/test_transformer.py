@@ -253,3 +253,24 @@ def test_decoding_refuses_a_model_without_the_cache_positions():
         model.apply({"params": params, "cache": cache}, jnp.zeros((1, 8, 32)),
                     jnp.ones((1, 8), bool), jnp.ones((1, 1), jnp.int32), decode=True,
                     method=Transformer.decode_step, mutable=["cache"])
+
+
+@pytest.mark.parametrize("scan_layers", [False, True])
+def test_remat_gives_the_same_gradients_and_bfloat16_runs(scan_layers):
+    source, target = _reversal(4, 0)
+    plain, remat = _model(scan_layers=scan_layers), _model(scan_layers=scan_layers, remat=True)
+    params = nn.meta.unbox(plain.init(jax.random.PRNGKey(0), source,
+                                      decoder_inputs=target[:, :-1], train=False)["params"])
+
+    def loss(model, params):
+        logits = model.apply({"params": params}, source, decoder_inputs=target[:, :-1],
+                             train=True, rngs={"dropout": jax.random.PRNGKey(1)})[0]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, target[:, 1:]).mean()
+
+    grads = jax.grad(functools.partial(loss, plain))(params)
+    remat_grads = jax.grad(functools.partial(loss, remat))(params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), grads, remat_grads)
+    half = _model(scan_layers=scan_layers, dtype=jnp.bfloat16)
+    assert abs(float(loss(half, params)) - float(loss(plain, params))) < 0.05
+    tokens, scores = greedy_decode(half, params, source, max_len=6, bos_id=BOS, eos_id=EOS)
+    assert tokens.shape == (4, 6) and scores.dtype == jnp.float32
