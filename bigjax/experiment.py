@@ -73,6 +73,8 @@ def build_model_parts(config: ml_collections.ConfigDict, workdir: str | None = N
     language model's from `workdir/tokenizer.json` when the workdir has one). A model
     whose vocabulary size is left None gets the tokenizer's."""
     mesh = sharding.make_mesh(config.mesh)
+    model = models.build(config.model)
+    _check_family(config, model)  # before any tokenizer is trained
     tokenizer = None
     if config.data.get("lm"):
         tokenizer = lm_data.make_tokenizer(config, workdir)
@@ -80,8 +82,6 @@ def build_model_parts(config: ml_collections.ConfigDict, workdir: str | None = N
         tokenizer = translation_data.make_tokenizer(config, workdir)
     elif config.data.get("tokenizer"):
         tokenizer = tokenized.make_tokenizer(config.data.tokenizer)
-    model = models.build(config.model)
-    _check_family(config, model)
     if tokenizer is not None and hasattr(model, "with_data_vocab"):
         model = model.with_data_vocab(tokenizer.vocab_size)
     _check_length(config, model)
@@ -196,7 +196,9 @@ def _check_family(config, model) -> None:
             "config.task='translation'": config.task == "translation",
             "an encoder-decoder (config.model.name='transformer')": encoder_decoder},
     }
-    for family, parts in families.items():
+    # The family the config is nearest to (its data key first) names what is missing.
+    for family, parts in sorted(families.items(), key=lambda f: (not next(iter(
+            f[1].values())), -sum(f[1].values()))):
         if any(parts.values()) and not all(parts.values()):
             missing = [k for k, v in parts.items() if not v]
             raise ValueError(f"{family} needs {', '.join(parts)} together; this config "

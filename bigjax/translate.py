@@ -6,7 +6,8 @@ Both run the encoder once and then the decoder one token per step with the KV ca
 max_len] (the target after BOS, through EOS, then 0s) and `scores` float32 [batch]: the
 log-probability of those tokens divided by the length penalty of GNMT (Wu et al. 2016),
 `((5 + length) / 6) ** alpha`, length counting EOS. Beam search with `beam_size=1` and
-`alpha=0` gives greedy decoding's tokens (tests/test_translate.py).
+`alpha=0` gives greedy decoding's tokens (tests/test_transformer.py). Padding and BOS are
+never emitted.
 """
 
 from __future__ import annotations
@@ -27,19 +28,26 @@ def length_penalty(length: jax.Array, alpha: float) -> jax.Array:
     return ((5.0 + length.astype(jnp.float32)) / 6.0) ** alpha
 
 
-def _log_probs(model: nn.Module, params, cache, encoded, source_valid, tokens, position):
+def _log_probs(model: nn.Module, params, cache, encoded, source_valid, tokens, position,
+               bos_id: int):
     """`(log-probabilities float32 [rows, vocab], new cache)` of the next token after
-    `tokens` [rows] at `position` (an int)."""
+    `tokens` [rows] at `position` (an int); padding and BOS get `NEG_INF` (a translation
+    never contains them; an undertrained model may still rank them first)."""
     positions = jnp.full((tokens.shape[0], 1), position, jnp.int32)
     logits, variables = model.apply(
         {"params": params, "cache": cache}, encoded, source_valid, tokens[:, None],
         positions=positions, decode=True, method=type(model).decode_step, mutable=["cache"])
-    return jax.nn.log_softmax(logits[:, 0].astype(jnp.float32)), variables["cache"]
+    log_probs = jax.nn.log_softmax(logits[:, 0].astype(jnp.float32))
+    return log_probs.at[:, jnp.array([PAD_ID, bos_id])].set(NEG_INF), variables["cache"]
 
 
 def _encode(model: nn.Module, params, source: jax.Array, rows: int, max_len: int):
     """The encoder's outputs and the source mask, each row repeated `rows // batch` times
     (beams), and a zero cache for `rows` rows."""
+    limit = model.max_length() if hasattr(model, "max_length") else None
+    if limit is not None and max(source.shape[1], max_len) > limit:
+        raise ValueError(f"Sources of {source.shape[1]} tokens or translations of max_len="
+                         f"{max_len} exceed the model's {limit} positions; shorten them.")
     encoded = model.apply({"params": params}, source, method=type(model).encode)
     repeats = rows // source.shape[0]
     encoded = jnp.repeat(encoded, repeats, axis=0)
@@ -71,7 +79,7 @@ def greedy_decode(model: nn.Module, params, source: jax.Array, *, max_len: int, 
 
     def step_fn(carry, encoded):
         step, cache, token, done, logp, out = carry
-        log_probs, cache = _log_probs(model, params, cache, encoded, valid, token, step)
+        log_probs, cache = _log_probs(model, params, cache, encoded, valid, token, step, bos_id)
         nxt = jnp.where(done, PAD_ID, jnp.argmax(log_probs, axis=-1).astype(jnp.int32))
         picked = jnp.take_along_axis(log_probs, nxt[:, None], axis=-1)[:, 0]
         logp = logp + jnp.where(done, 0.0, picked)
@@ -83,7 +91,8 @@ def greedy_decode(model: nn.Module, params, source: jax.Array, *, max_len: int, 
              jnp.zeros((batch, max_len), jnp.int32))
     *_, logp, out = _first_step_then_loop(step_fn, carry, encoded, max_len,
                                           lambda c: ~jnp.all(c[3]))
-    lengths = jnp.sum(out != PAD_ID, axis=1)
+    ends = out == eos_id  # length: through the first EOS, else all max_len tokens
+    lengths = jnp.where(ends.any(axis=1), jnp.argmax(ends, axis=1) + 1, max_len)
     return _replicated(out), _replicated(logp / length_penalty(lengths, alpha))
 
 
@@ -126,7 +135,7 @@ def beam_search(model: nn.Module, params, source: jax.Array, *, beam_size: int, 
     def step_fn(carry, encoded):
         step, cache, last, seqs, live_logp, fin_seqs, fin_scores = carry
         log_probs, cache = _log_probs(model, params, cache, encoded, valid,
-                                      last.reshape(rows), step)
+                                      last.reshape(rows), step, bos_id)
         vocab = log_probs.shape[-1]
         candidates = (live_logp[:, :, None] + log_probs.reshape(batch, k, vocab)
                       ).reshape(batch, k * vocab)

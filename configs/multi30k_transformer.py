@@ -6,12 +6,12 @@
     ...:runlocal                                   # smoke run (seconds)
 
 The "small" Transformer (3 + 3 pre-LN layers, 256 wide, 4 heads, ReLU feed-forward of
-1,024; about 9M params with the shared 8,000-token byte-level BPE vocabulary of both
+1,024; 7.6M params with the shared 8,000-token byte-level BPE vocabulary of both
 languages), dropout 0.1, label smoothing 0.1, AdamW with warmup and an inverse-square-root
 decay, 20 epochs of 128 sentence pairs per batch, in length buckets. Evaluates the
-validation loss every epoch and BLEU on test_2016_flickr (greedy and beam 4, alpha
-0.6) every 5 epochs and at the end; sample translations are written to
-workdir/translations/.
+validation loss every epoch, and BLEU on test_2016_flickr with greedy decoding every 5
+epochs and beam search (4 beams, alpha 0.6) every 10; sample translations are written
+to workdir/translations/.
 """
 
 import _common

@@ -19,8 +19,8 @@ import pytest
 from conftest import REPO, cli_env
 
 SCRIPT = os.path.join(REPO, "scripts", "bench.py")
-FAMILIES = ["mlp", "cnn", "bert", "gpt"]
-CONTEXT = {"bert": 128, "gpt": 64}  # tokens per example of the smoke rows
+FAMILIES = ["mlp", "cnn", "bert", "gpt", "transformer"]
+CONTEXT = {"bert": 128, "gpt": 64, "transformer": 64}  # tokens per example of the smoke rows
 COLUMNS = ["family", "size", "params", "batch", "step ms", "examples/s", "tokens/s",
            "GFLOP/step", "TFLOP/s/device", "MFU", "compile s", "CPU/wall", "data"]
 

@@ -64,9 +64,12 @@ def test_multi30k_runlocal_trains_translates_and_evaluates(tmp_path, runlocal, r
                    f"--input_file={sentences}", "--beam_size=3")
     out = last_json_line(proc.stdout)
     assert out["step"] == 20 and len(out["translations"]) == 3
-    greedy = last_json_line(run_cli("predict", f"--workdir={workdir}", "A man rides a bike.",
+    # Greedy: what the test_greedy evaluator wrote for the same sentence (its first).
+    first = final["test_greedy/samples"][0].split("\n")[0]
+    greedy = last_json_line(run_cli("predict", f"--workdir={workdir}", first,
                                     "--beam_size=1").stdout)
-    assert len(greedy["translations"]) == 1
+    written = (workdir / "translations" / "test_greedy_step_20.txt").read_text()
+    assert " ".join(greedy["translations"][0].split()) == written.splitlines()[0]
     bad = run_cli("predict", f"--workdir={workdir}", check=False)
     assert bad.returncode == 1 and "Give sentences to translate" in bad.stderr
     # Decoding sharded over 8 devices (each decodes its rows; the tokens come back whole)

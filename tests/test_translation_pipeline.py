@@ -164,6 +164,17 @@ def test_label_smoothing_spreads_over_the_real_vocabulary_only():
         Translation(11, 1.0)
 
 
+def test_config_label_smoothing_reaches_the_task():
+    from bigjax import tasks
+
+    class Tokenizer:
+        vocab_size = 11
+
+    config = ml_collections.ConfigDict(dict(task="translation", label_smoothing=0.2))
+    task = tasks.get(config, Tokenizer())
+    assert (task.label_smoothing, task.vocab_size) == (0.2, 11)
+
+
 def test_inverse_square_root_schedule():
     config = ml_collections.ConfigDict(dict(learning_rate=1e-3, schedule="warmup_rsqrt",
                                             warmup_steps=100))

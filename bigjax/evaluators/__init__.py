@@ -43,6 +43,8 @@ def settings_from_config(config: ml_collections.ConfigDict, steps_per_epoch: int
     defaults = dict(split=config.data.eval_split, batch_size=config.eval_batch_size,
                     trim_multiple=config.get("eval_trim_multiple"),
                     examples=config.data.get("eval_examples"))
+    pairs = config.data.get("translation")
+    target_language = pairs.get("target") if pairs else None  # BLEU's tokenizer
     entries = config.get("evals")
     if not entries:
         every = durations.resolve_steps(config, "eval_every", steps_per_epoch)
@@ -66,6 +68,7 @@ def settings_from_config(config: ml_collections.ConfigDict, steps_per_epoch: int
             every_steps=every, batch_size=entry.get("batch_size") or defaults["batch_size"],
             trim_multiple=entry.get("trim_multiple", defaults["trim_multiple"]),
             workdir=workdir, options={"examples": entry.get("examples", defaults["examples"]),
+                                      "target_language": target_language,
                                       **{k: entry.get(k) for k in OPTION_KEYS}}))
     return result
 

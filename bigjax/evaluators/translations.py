@@ -6,11 +6,14 @@ Every source sentence of the split is decoded (greedy with `beam_size=1`, else b
 search; `bigjax/translate.py`) in batches sharded over the mesh; the tokens come back
 replicated, so every process detokenizes the whole split and computes the same corpus
 BLEU with sacrebleu against the raw reference sentences (the data's `target_text`,
-never re-tokenized). Returns `bleu`, its brevity penalty and length ratio, the mean
+never re-tokenized; sacrebleu's tokenizer for the target language: 13a, or zh / ja-mecab /
+ko-mecab). Each translation's whitespace is collapsed to single spaces (one line each;
+13a scores are unchanged by it). Returns `bleu`, its brevity penalty and length ratio, the mean
 decoding score, and as texts the sacrebleu signature and `num_samples` sample
 translations. Process 0 writes every translation, in split order, to
 `workdir/translations/<name>_step_<N>.txt` (one line each: `sacrebleu REF < FILE`
-reproduces the score) and the samples beside it.
+reproduces the score, REF being the split's references, or the evaluator's `examples`
+subset of them) and the samples beside it.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class TranslationsEvaluator(BatchedEvaluator):
         self.tokenizer = tokenizer
         self.beam_size, self.alpha = int(options["beam_size"]), float(options["alpha"])
         self.num_samples = int(options["num_samples"])
+        self.target_language = settings.options.get("target_language")
         self.max_len = int(options["max_decode_len"] or data.features["target_ids"].shape[1] - 1)
         if self.max_len > model.max_length():
             raise ValueError(f"config.evals.{settings.name}.max_decode_len={self.max_len} is "
@@ -70,15 +74,17 @@ class TranslationsEvaluator(BatchedEvaluator):
             for batch, _ in self.batches(with_index=True):
                 tokens, batch_scores, index, mask = jax.device_get(self._decode(params, batch))
                 mask = np.asarray(mask)
-                for i, row, score in zip(np.asarray(index)[mask], np.asarray(tokens)[mask],
-                                         np.asarray(batch_scores)[mask], strict=True):
-                    texts[i], scores[i] = self.tokenizer.decode(row), score
+                rows = np.asarray(index)[mask]
+                decoded = self.tokenizer.decode_batch(np.asarray(tokens)[mask])
+                scores[rows] = np.asarray(batch_scores)[mask]
+                for i, text in zip(rows, decoded, strict=True):
+                    texts[i] = " ".join(text.split())
         return scores, texts
 
     def run(self, variables: dict, step: int = 0) -> dict[str, Any]:
         scores, hypotheses = self.translate(variables["params"])
         references = [str(t) for t in self.data.features["target_text"]]
-        metric = sacrebleu.metrics.BLEU()
+        metric = sacrebleu.metrics.BLEU(trg_lang=self.target_language or "")
         bleu = metric.corpus_score(hypotheses, [references])
         sources = self.data.features["source_text"]
         samples = [f"{sources[i]}\n  reference:   {references[i]}\n  translation: "
@@ -88,7 +94,7 @@ class TranslationsEvaluator(BatchedEvaluator):
             epath.Path(folder).mkdir(parents=True, exist_ok=True)
             stem = f"{self.settings.name or 'eval'}_step_{step}"
             run_files.write_text(run_files.join(folder, f"{stem}.txt"),
-                                 "".join(h.replace("\n", " ") + "\n" for h in hypotheses))
+                                 "".join(h + "\n" for h in hypotheses))
             run_files.write_text(run_files.join(folder, f"{stem}_samples.txt"),
                                  f"BLEU {bleu.score:.2f} ({metric.get_signature()})\n\n"
                                  + "\n\n".join(samples) + "\n")

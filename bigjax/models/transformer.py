@@ -10,7 +10,7 @@ encoder's and the decoder's attention; target padding only needs zero loss weigh
 Param tree:
   embeddings/word_embeddings/embedding          [padded vocab, embed]  (shared="all")
   source_embeddings/..., target_embeddings/...  (shared="target_output" / "none")
-  {source,target}_embeddings/position_embeddings/embedding [max_len, embed] (learned)
+  <each table>/position_embeddings/embedding    [max_len, embed] (learned positions)
   encoder/layers_{i}/{attention, attention_norm, mlp, mlp_norm}, encoder/final_norm
   decoder/layers_{i}/{attention, attention_norm, cross_attention, cross_attention_norm,
                       mlp, mlp_norm}, decoder/final_norm   (final norms: pre-LN only)
@@ -44,7 +44,7 @@ POSITIONS = ("sinusoidal", "learned")
 SHARING = ("all", "target_output", "none")
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    # A small model for Multi30k (29k sentence pairs): a few layers, heavy dropout.
+    # A small model for Multi30k (29k sentence pairs): 3 + 3 layers, 256 wide.
     "small": dict(encoder_layers=3, decoder_layers=3, hidden=256, heads=4, mlp_dim=1024,
                   dropout_rate=0.1),
     # Transformer-base and -big (Vaswani et al. 2017, table 3), post-LN as in the paper.
@@ -76,8 +76,8 @@ class Transformer(nn.Module):
 
     Attributes:
       variant: named size (see ``VARIANTS``) that the size fields left None come from.
-      vocab_size: tokens of the joint source/target vocabulary (None: the variant's,
-        else the data's tokenizer's).
+      vocab_size: tokens of the joint source/target vocabulary (None: the data's
+        tokenizer's).
       max_len: longest source or target sequence (learned positions: their number).
       encoder_layers: encoder layers (None: the variant's).
       decoder_layers: decoder layers (None: the variant's).

@@ -36,8 +36,11 @@ class Translation:
         nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
         if not self.label_smoothing:
             return nll, nll
-        log_probs = jax.nn.log_softmax(logits[..., :self.vocab_size], axis=-1)
-        uniform = -log_probs.mean(axis=-1)  # cross-entropy against the uniform distribution
+        # Cross-entropy against the uniform distribution over the real tokens; a mask, not
+        # a slice, so that a vocabulary axis sharded over the mesh stays as it is.
+        real = jnp.arange(logits.shape[-1]) < self.vocab_size
+        log_probs = jax.nn.log_softmax(logits, axis=-1)
+        uniform = -jnp.where(real, log_probs, 0.0).sum(axis=-1) / self.vocab_size
         eps = self.label_smoothing
         return (1.0 - eps) * nll + eps * uniform, nll
 

@@ -128,7 +128,7 @@ class DecoderBlock(nn.Module):
 
 
 class DecoderStack(nn.Module):
-    """``num_layers`` decoder blocks and a final norm (param ``final_norm``).
+    """``num_layers`` decoder blocks and, when pre-LN, a final norm (param ``final_norm``).
 
     Attributes:
       block: the fields of every ``DecoderBlock`` (a dict of all of them but ``scanned``).
