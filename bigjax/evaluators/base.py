@@ -48,6 +48,12 @@ class EvalSettings:
         """The config key its batch size comes from (for messages)."""
         return f"config.evals.{self.name}.batch_size" if self.name else "config.eval_batch_size"
 
+    def resolved_options(self, defaults: dict) -> dict:
+        """`defaults` (an evaluator type's option keys) with the values the config sets: a
+        key left None takes its default."""
+        return {k: v if self.options.get(k) is None else self.options[k]
+                for k, v in defaults.items()}
+
     @property
     def prefix(self) -> str:
         """`eval/<name>/` (`eval/` for the default evaluator)."""

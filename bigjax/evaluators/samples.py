@@ -40,8 +40,7 @@ class SamplesEvaluator:
                              "language model (config.model.name='gpt') and its tokenizer "
                              "(config.data.lm).")
         # A key left None takes its default (top_p's is None: off).
-        options = {k: v if settings.options.get(k) is None else settings.options[k]
-                   for k, v in DEFAULTS.items()}
+        options = settings.resolved_options(DEFAULTS)
         self.settings, self.model, self.tokenizer = settings, model, tokenizer
         self.mesh, self.rules = mesh, rules
         prompts = options.pop("prompts") or [tokenizer.eot]

@@ -43,8 +43,7 @@ class TranslationsEvaluator(BatchedEvaluator):
             raise ValueError(f"Evaluator {settings.name!r} has type 'translations', which "
                              "needs an encoder-decoder (config.model.name='transformer') and "
                              "translation data (config.data.translation).")
-        options = {k: v if settings.options.get(k) is None else settings.options[k]
-                   for k, v in DEFAULTS.items()}
+        options = settings.resolved_options(DEFAULTS)
         self.tokenizer = tokenizer
         self.beam_size, self.alpha = int(options["beam_size"]), float(options["alpha"])
         self.num_samples = int(options["num_samples"])

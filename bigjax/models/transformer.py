@@ -31,6 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bigjax.models import data_vocab
 from bigjax.models.bert import PADDED_LOGIT
 from bigjax.models.layers import axes
 from bigjax.models.layers.causal_attention import CausalSelfAttention
@@ -142,14 +143,9 @@ class Transformer(nn.Module):
         return self.config()["max_len"]
 
     def with_data_vocab(self, vocab_size: int) -> Transformer:
-        """This model sized for a tokenizer of ``vocab_size`` tokens (see ``GPT``)."""
-        own = self.config()["vocab_size"]
-        if own is None:
-            return self.clone(vocab_size=vocab_size)
-        if own < vocab_size:
-            raise ValueError(f"config.model.vocab_size={own} is smaller than the tokenizer's "
-                             f"{vocab_size} tokens; raise it or leave it None.")
-        return self
+        """This model sized for a tokenizer of ``vocab_size`` tokens
+        (``data_vocab.with_data_vocab``)."""
+        return data_vocab.with_data_vocab(self, vocab_size)
 
     def setup(self) -> None:
         c = self.config()
