@@ -16,6 +16,7 @@ reads `target_ids[:, :-1]` and predicts `target_ids[:, 1:]`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
@@ -28,7 +29,7 @@ import numpy as np
 from etils import epath
 
 from bigjax import run_files
-from bigjax.datasets import translation
+from bigjax.datasets import local_files, translation
 from bigjax.datasets.array_dataset import ArrayDataset
 from bigjax.pp import subword_tokenizer
 from bigjax.pp.subword_tokenizer import SubwordTokenizer
@@ -89,8 +90,17 @@ def load_split(config: ml_collections.ConfigDict, split: str, tokenizer: Subword
 
 def _load_pairs(config: ml_collections.ConfigDict, split: str) -> ArrayDataset:
     settings = config.data.translation
-    return translation.load_pairs(config.data.name, split, settings.source, settings.target,
-                                  config.data.get("data_dir") or None)
+    # The folder resolved now ($BIGJAX_DATA_DIR included), so that it is part of the key.
+    return _read_pairs(config.data.name, split, settings.source, settings.target,
+                       local_files.data_dir(config.data.get("data_dir") or None))
+
+
+@functools.lru_cache(maxsize=2)
+def _read_pairs(name: str, split: str, source: str, target: str, data_dir: str | None
+                ) -> ArrayDataset:
+    """`translation.load_pairs`, remembered: training the tokenizer and tokenizing the
+    training split read it once (a WMT training split is millions of pairs)."""
+    return translation.load_pairs(name, split, source, target, data_dir)
 
 
 def tokenize_pairs(data: ArrayDataset, tokenizer: SubwordTokenizer, max_source_len: int,
