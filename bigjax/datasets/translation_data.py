@@ -20,6 +20,7 @@ import functools
 import hashlib
 import itertools
 import logging
+import os
 import time
 from collections.abc import Sequence
 
@@ -90,16 +91,17 @@ def load_split(config: ml_collections.ConfigDict, split: str, tokenizer: Subword
 
 def _load_pairs(config: ml_collections.ConfigDict, split: str) -> ArrayDataset:
     settings = config.data.translation
-    # The folder resolved now ($BIGJAX_DATA_DIR included), so that it is part of the key.
     return _read_pairs(config.data.name, split, settings.source, settings.target,
-                       local_files.data_dir(config.data.get("data_dir") or None))
+                       config.data.get("data_dir") or None,
+                       os.environ.get(local_files.DATA_DIR_ENV))
 
 
 @functools.lru_cache(maxsize=2)
-def _read_pairs(name: str, split: str, source: str, target: str, data_dir: str | None
-                ) -> ArrayDataset:
+def _read_pairs(name: str, split: str, source: str, target: str, data_dir: str | None,
+                env_data_dir: str | None) -> ArrayDataset:
     """`translation.load_pairs`, remembered: training the tokenizer and tokenizing the
-    training split read it once (a WMT training split is millions of pairs)."""
+    training split read it once (a WMT training split is millions of pairs).
+    `env_data_dir` ($BIGJAX_DATA_DIR, where `data_dir` is None) is only part of the key."""
     return translation.load_pairs(name, split, source, target, data_dir)
 
 
