@@ -86,8 +86,8 @@ CASES = [
     Case("NaN learning rate", [DIGITS, "--config.optim.learning_rate=nan"],
          "--config.optim.learning_rate expects a number (float >= 0), got 'nan'."),
     Case("unknown task", [DIGITS, "--config.task=clasification"],
-         "config.task='clasification' is not one of 'classification', 'mlm', 'causal_lm'. "
-         "Did you mean 'classification'?"),
+         "config.task='clasification' is not one of 'classification', 'mlm', 'causal_lm', "
+         "'translation'. Did you mean 'classification'?"),
     Case("unknown pp.kind", [DIGITS, "--config.pp.kind=images"],
          "config.pp.kind='images' is not one of 'image', 'text', 'text_mlm', 'lm', "
          "'translation'."),

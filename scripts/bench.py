@@ -19,8 +19,8 @@ Families and sizes (`SIZES`: a real config of configs/ with overrides for the si
         (4 layers x 128, context 64: the config) and 4 x 256 (MLP 1024) at context 128.
   transformer  configs/multi30k_transformer.py (the encoder-decoder, Multi30k en->de) at
         full rows of 32 source + 32 decoder tokens (no length buckets, so the timed shape
-        is the counted one): small (3+3 layers x 256) at batch 128, base (6+6 x 512) at
-        batch 32.
+        is the counted one): small (3+3 layers x 256) at batch 32 and 128 (the config),
+        base (6+6 x 512) at batch 32.
   Added with their issues (not in bigjax yet): ResNet, ViT.
 MLP and CNN use MNIST rather than the 8x8 digits so the images have a realistic size; the
 digits set would make every convolution 12x smaller.
@@ -135,6 +135,8 @@ SIZES: tuple[Size, ...] = (
     Size("gpt", "4x256, context 128", GPT,
          (("model.hidden", "256"), ("model.mlp_dim", "1024"), ("model.max_len", "128"),
           ("data.lm.context", "128"))),
+    Size("transformer", "small 3+3x256, 32+32 tokens, batch 32", TRANSFORMER,
+         (*PAIR_ROWS, ("batch_size", "32"))),
     Size("transformer", "small 3+3x256, 32+32 tokens (config)", TRANSFORMER, PAIR_ROWS),
     Size("transformer", "base 6+6x512, 32+32 tokens", TRANSFORMER,
          (("model.variant", "base"), *PAIR_ROWS, ("batch_size", "32"))),

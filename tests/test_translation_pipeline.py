@@ -238,6 +238,20 @@ def test_translations_evaluator_needs_an_encoder_decoder(tmp_path):
                               tokenizer=None)
 
 
+def test_predict_asks_for_sentences_before_loading_anything():
+    import argparse
+
+    from bigjax import predict
+
+    config = ml_collections.ConfigDict(dict(data=dict(translation=dict(max_source_len=8))))
+    args = argparse.Namespace(prompts=[], input_file=None, beam_size=4, alpha=0.6, step=None)
+    with pytest.raises(ValueError, match="Give sentences to translate"):
+        predict.predict(config, "/nonexistent/workdir", args)
+    with pytest.raises(ValueError, match="--beam_size must be >= 1"):
+        predict.predict(config, "/nonexistent/workdir",
+                        argparse.Namespace(**{**vars(args), "prompts": ["x"], "beam_size": 0}))
+
+
 def test_config_variants():
     sys.path.insert(0, os.path.join(REPO, "configs"))
     try:
