@@ -310,3 +310,19 @@ def test_translations_evaluator_decodes_every_row_in_split_order(trained, beam_s
     expected = [" ".join(t.split()) for t in tokenizer.decode_batch(np.asarray(tokens))]
     assert translations == expected and len(set(expected)) > 3
     np.testing.assert_allclose(scores, expected_scores, rtol=1e-5)
+
+
+def test_decoding_never_emits_padding_or_bos():
+    """This random model ranks padding (id 0) first at every step; decoding must pick
+    real tokens instead (else rows never end and the length penalty miscounts)."""
+    model = _model(shared_embeddings="none")
+    params = _params(model, seed=2)
+    source = _sources(8)
+    logits = _logits(model, params, source, np.full((8, 1), BOS, np.int32))
+    assert (np.argmax(logits[:, 0], axis=-1) == 0).all()  # padding would win unmasked
+    for tokens in (greedy_decode(model, params, source, max_len=6, bos_id=BOS, eos_id=EOS)[0],
+                   beam_search(model, params, source, beam_size=3, max_len=6, alpha=0.6,
+                               bos_id=BOS, eos_id=EOS)[0]):
+        tokens = np.asarray(tokens)
+        before_eos = np.cumsum(tokens == EOS, axis=1) - (tokens == EOS) == 0
+        assert not (tokens == BOS).any() and not ((tokens == 0) & before_eos).any()
