@@ -28,7 +28,8 @@ from bigjax.config_schema import (
     Section,
     Switch,
 )
-from bigjax.pp.image import NORMALIZATIONS
+from bigjax.pp import test_time_augmentation
+from bigjax.pp.image import NORMALIZATIONS, PADDINGS
 
 _MESH_SIZE = dict(range=POSITIVE, also=(-1,))
 _REGEXES = "one regex or a list of regexes matched (re.search) against param paths"
@@ -62,6 +63,10 @@ DATA = Section("What is read, from where.", {
                            "readers): each training image is cut to a random [min, max] "
                            "fraction of its area, aspect ratio 3/4..4/3, and resized back to "
                            "its size (None: off).", nullable=True),
+    "image_size": Key("int", None, "image sets whose images vary in size (imagenet2012, "
+                      "imagenette): shorter side resized to this, then centre-cropped "
+                      "square, on read (None: refused for them).", range=POSITIVE,
+                      nullable=True),
     "cv_folds": Key("int", None, "k-fold cross-validation of data.train_split: train on "
                     "all folds but data.cv_fold; split 'cv_holdout' is that fold (None: off; "
                     "scripts/sweep.py --cv_folds runs every fold).", range=Range(2, None),
@@ -127,6 +132,14 @@ PP = Switch("Preprocessing on device, inside the jit-compiled steps.", "kind", {
         "std": Key("any", 1.0, "std for normalize='standardize' (a float or one per channel)."),
         "translate": Key("int", 0, "random shifts of up to this many pixels in training.",
                          range=NON_NEGATIVE),
+        "translate_padding": Key("str", "zeros", "what fills the border a shift opens: "
+                                 "zeros, or the image mirrored (reflect).", choices=PADDINGS),
+        "flip": Key("bool", False, "random left-right flips in training."),
+        "mixup": Key("float", None, "mixup in training: Beta(a, a) blend with the partner "
+                     "image (None: off).", range=ABOVE_ZERO, nullable=True),
+        "cutmix": Key("float", None, "CutMix in training: a box from the partner image, "
+                      "area share ~ Beta(a, a) (None: off; with mixup: one per batch).",
+                      range=ABOVE_ZERO, nullable=True),
     },
     "text": dict,
     "text_mlm": lambda: {
@@ -177,6 +190,15 @@ OPTIM = Section("Optimizer, learning-rate schedule and regularization.", {
     "mu_dtype": Key("str", None, "dtype of the first moment / momentum (None: the params').",
                     choices=tuple(optim.MU_DTYPES)),
     "frozen": Key("strs", None, f"params never updated: {_REGEXES}.", nullable=True),
+    "lr_multipliers": Key("any", None, "{regex: factor}: params whose path a regex finds "
+                          "learn at factor times the rate (first match wins; None: off).",
+                          nullable=True),
+    "lookahead_every": Key("int", None, "lookahead: every this many steps the params are "
+                           "pulled to slow weights, decay lookahead_decay * progress^3, and "
+                           "end as them (bigjax/lookahead.py; None: off).", range=POSITIVE,
+                           nullable=True),
+    "lookahead_decay": Key("float", 0.95 ** 5, "the slow weights' decay at the end of "
+                           "training.", range=Range(0, 1, high_open=True)),
     "layer_lr_decay": Key("float", None, "layer i of L learns at layer_lr_decay ** (L - i) "
                           "times the rate (None: off).", range=Range(0, 1, low_open=True),
                           nullable=True),
@@ -214,6 +236,9 @@ EVAL_ENTRY = {
     "max_decode_len": Key("int", None, "translations: longest translation in tokens, </s> "
                           "included (None: data.translation.max_target_len - 1).",
                           range=POSITIVE, nullable=True),
+    "tta": Key("str", None, "metrics / predictions of image classifiers: logits averaged "
+               "over flipped ('flip') or flipped and shifted ('flip_translate') images "
+               "(None: off).", choices=(None, *test_time_augmentation.MODES), nullable=True),
     "num_samples": Key("int", None, "translations: sample translations logged and written "
                        "(None: 10).", range=NON_NEGATIVE, nullable=True),
 }

@@ -26,6 +26,8 @@ from bigjax.pp.subword_tokenizer import SubwordTokenizer
 from bigjax.tasks.base import Task
 from bigjax.train_state import abstract_state, make_init_fn, make_variables_init
 
+DATA_INIT_EXAMPLES = 5000  # training examples a data-dependent init looks at
+
 
 @dataclasses.dataclass
 class ModelParts:
@@ -65,6 +67,19 @@ class Experiment(ModelParts):
     init_fn: Any = None  # init(rng) -> boxed TrainState
     abstract_state: Any = None  # TrainState of ShapeDtypeStructs with shardings
     state_shardings: Any = None
+
+    def init_params_with_data(self, params: Any) -> Any:
+        """Fresh `params` passed through the model's `init_with_data(params, inputs)`
+        when it has one (a data-dependent init, e.g. `SpeedResNet`'s patch whitening):
+        `inputs` are the first DATA_INIT_EXAMPLES examples of a fixed shuffle of the
+        training split, preprocessed without augmentation. Every process computes the
+        same. Other models: `params` unchanged."""
+        if not hasattr(self.model, "init_with_data"):
+            return params
+        data = self.train_batches.data
+        order = np.random.default_rng(0).permutation(len(data))[:DATA_INIT_EXAMPLES]
+        batch = self.preprocess(device_columns(data.take(np.sort(order))), None, train=False)
+        return self.model.init_with_data(params, batch["inputs"])
 
 
 def build_model_parts(config: ml_collections.ConfigDict, workdir: str | None = None
@@ -154,7 +169,8 @@ def load_split(config: ml_collections.ConfigDict, split: str, examples: int | No
     data = datasets.load(config.data.name, config.data.train_split if in_folds else split,
                          config.data.get("data_dir"), None if in_folds else examples,
                          path=config.data.get("path"), on_disk=config.data.get("on_disk", False),
-                         prepared_dir=config.data.get("prepared_dir"))
+                         prepared_dir=config.data.get("prepared_dir"),
+                         image_size=config.data.get("image_size"))
     if in_folds:  # the folds are cut from the whole split, then subset
         train_rows, held_rows = cv_folds.fold_rows(len(data), folds, config.data.cv_fold,
                                                    config.data.cv_seed)

@@ -24,7 +24,7 @@ import ml_collections
 import optax
 from flax.core import meta
 
-from bigjax import adam, decay_mask, param_lr
+from bigjax import adam, decay_mask, lookahead, param_lr
 
 SCHEDULES = ("constant", "warmup_cosine", "warmup_linear", "warmup_rsqrt")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -110,11 +110,15 @@ def make_optimizer(
             parts.append(impl(schedule, **kwargs))
     else:
         raise ValueError(f"Unknown config.optim.name {name!r}; choose one of {OPTIMIZERS}.")
-    frozen, layer_decay = param_lr.settings(optim)
+    frozen, layer_decay, scales = param_lr.settings(optim)
     if frozen:
         parts.insert(0, param_lr.scale_by_lr_multipliers(frozen))
-    if frozen or layer_decay is not None:
-        parts.append(param_lr.scale_by_lr_multipliers(frozen, layer_decay))
+    if frozen or layer_decay is not None or scales:
+        parts.append(param_lr.scale_by_lr_multipliers(frozen, layer_decay, scales))
+    if optim.get("lookahead_every"):
+        parts.append(lookahead.lookahead(int(optim.lookahead_every),
+                                         float(optim.get("lookahead_decay", 0.95 ** 5)),
+                                         total_steps))
     return optax.chain(*parts), schedule
 
 

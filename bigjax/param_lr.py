@@ -14,6 +14,10 @@ else (pooler, heads, final norms) by 1: lower layers, which hold the most
 general pretrained features, move least (BEiT's fine-tuning recipe). A decoder
 tied to the word embeddings (the MLM head's) learns at the embeddings' rate.
 
+`config.optim.lr_multipliers = {regex: factor}`: a param whose path the regex finds
+learns at `factor` times the rate (the first matching regex wins), on top of the
+layer-wise decay, e.g. ``{"norm.*/bias": 64.0}`` for airbench's fast BatchNorm biases.
+
 Multipliers are Python constants computed from the tree's paths when the step
 is traced; the transformations are stateless.
 """
@@ -21,7 +25,7 @@ is traced; the transformations are stateless.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -39,9 +43,21 @@ def frozen_patterns(frozen: str | Sequence[str] | None) -> tuple[str, ...]:
     return param_paths.regex_list(frozen, "config.optim.frozen")
 
 
-def settings(optim) -> tuple[tuple[str, ...], float | None]:
-    """`(frozen patterns, layer_lr_decay)` from `config.optim`; `((), None)`: all at full rate."""
-    return frozen_patterns(optim.get("frozen")), optim.get("layer_lr_decay")
+def settings(optim) -> tuple[tuple[str, ...], float | None, dict[str, float]]:
+    """`(frozen patterns, layer_lr_decay, lr_multipliers)` from `config.optim`;
+    `((), None, {})`: all at full rate."""
+    scales = optim.get("lr_multipliers") or {}
+    if hasattr(scales, "to_dict"):  # an ml_collections ConfigDict
+        scales = scales.to_dict()
+    if not isinstance(scales, Mapping) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+            for v in scales.values()):
+        raise ValueError(f"config.optim.lr_multipliers={scales!r} must map param-path regexes "
+                         'to factors >= 0, e.g. {"norm.*/bias": 64.0}.')
+    for p in scales:
+        param_paths.regex_list(p, "config.optim.lr_multipliers")  # a bad regex fails here
+    return (frozen_patterns(optim.get("frozen")), optim.get("layer_lr_decay"),
+            {str(k): float(v) for k, v in scales.items()})
 
 
 def _layer_index(parts: list[str]) -> int | None:
@@ -66,20 +82,22 @@ def _num_layers(names: dict[str, tuple]) -> int:
     return count
 
 
-def lr_multipliers(tree, frozen: Sequence[str] = (), layer_decay: float | None = None):
+def lr_multipliers(tree, frozen: Sequence[str] = (), layer_decay: float | None = None,
+                   scales: Mapping[str, float] | None = None):
     """A tree like `tree` of multipliers: a float, or for scanned layers a numpy array
     [layers, 1, ...] that broadcasts over the leaf.
 
-    Raises ValueError when a frozen pattern matches no param, or when `layer_decay` is
-    set but the tree has no ``layers_<i>`` / ``layers`` params.
+    Raises ValueError when a frozen or `scales` pattern matches no param, or when
+    `layer_decay` is set but the tree has no ``layers_<i>`` / ``layers`` params.
     """
     flat = {name: tuple(np.shape(leaf)) for name, leaf in param_paths.flatten(tree).items()}
-    for p in frozen:
+    scales = dict(scales or {})
+    for p, key in [(p, "frozen") for p in frozen] + [(p, "lr_multipliers") for p in scales]:
         if not any(re.search(p, name) for name in flat):
             raise ValueError(
-                f"config.optim.frozen: {p!r} matches no param; params are named like "
+                f"config.optim.{key}: {p!r} matches no param; params are named like "
                 f"{next(iter(flat), '?')!r}. (With scan_layers the stack is one 'layers' "
-                "param per weight, so single layers cannot be frozen.)")
+                "param per weight, so single layers cannot be picked.)")
     num_layers = _num_layers(flat) if layer_decay is not None else 0
     if layer_decay is not None:
         if not 0 < layer_decay <= 1:
@@ -93,6 +111,11 @@ def lr_multipliers(tree, frozen: Sequence[str] = (), layer_decay: float | None =
         name = param_paths.path_name(path)
         if any(re.search(p, name) for p in frozen):
             return 0.0
+        scale = next((v for p, v in scales.items() if re.search(p, name)), 1.0)
+        base = layer_multiplier(name, leaf)
+        return scale * base if isinstance(base, float) else (scale * base).astype(np.float32)
+
+    def layer_multiplier(name, leaf):
         if layer_decay is None:
             return 1.0
         parts = name.split("/")
@@ -110,19 +133,20 @@ def lr_multipliers(tree, frozen: Sequence[str] = (), layer_decay: float | None =
 
 
 def scale_by_lr_multipliers(
-    frozen: Sequence[str] = (), layer_decay: float | None = None
+    frozen: Sequence[str] = (), layer_decay: float | None = None,
+    scales: Mapping[str, float] | None = None,
 ) -> optax.GradientTransformation:
     """Multiplies each update by its `lr_multipliers` entry (stateless); frozen updates
     become exact zeros (a NaN gradient there does not spread). `init` validates the
     settings against the params, so a bad pattern fails before the first step."""
 
     def init(params):
-        lr_multipliers(meta.unbox(params), frozen, layer_decay)  # the state's init passes boxed
+        lr_multipliers(meta.unbox(params), frozen, layer_decay, scales)  # init passes boxed
         return optax.EmptyState()
 
     def update(updates, state, params=None):
         del params
-        multipliers = lr_multipliers(updates, frozen, layer_decay)
+        multipliers = lr_multipliers(updates, frozen, layer_decay, scales)
         scaled = jax.tree.map(
             lambda u, m: jnp.zeros_like(u) if _is_zero(m) else u * np.asarray(m, u.dtype),
             updates, multipliers)
@@ -138,12 +162,13 @@ def _is_zero(m) -> bool:
 def describe(params, optim) -> str | None:
     """One log line for `config.optim`'s settings: how many arrays are frozen, scaled, or at
     the full rate; None when every param learns at the full rate."""
-    frozen, layer_decay = settings(optim)
-    if not frozen and layer_decay is None:
+    frozen, layer_decay, scales = settings(optim)
+    if not frozen and layer_decay is None and not scales:
         return None
     counts = {"frozen": 0, "scaled": 0, "full rate": 0}
-    for m in jax.tree.leaves(lr_multipliers(params, frozen, layer_decay)):
+    for m in jax.tree.leaves(lr_multipliers(params, frozen, layer_decay, scales)):
         key = "frozen" if _is_zero(m) else "full rate" if np.all(np.asarray(m) == 1) else "scaled"
         counts[key] += 1
-    return (f"per-param learning rates (frozen={list(frozen)}, layer_lr_decay={layer_decay}): "
+    return (f"per-param learning rates (frozen={list(frozen)}, layer_lr_decay={layer_decay}, "
+            f"lr_multipliers={scales}): "
             + ", ".join(f"{n} arrays {k}" for k, n in counts.items()))

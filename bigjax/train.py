@@ -152,6 +152,7 @@ def restore_or_init(exp: Experiment, checkpointer: Checkpointer,
     newest = checkpointer.latest_step()
     if newest is None:
         state = init_state(exp.init_fn, exp.config.seed, exp.state_shardings, exp.rules)
+        state = state.replace(params=exp.init_params_with_data(state.params))
         source = exp.config.get("init_from")
         if source:
             state = load_init_from(exp, state, source)

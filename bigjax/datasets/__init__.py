@@ -16,6 +16,7 @@ import numpy as np
 from bigjax.datasets import (
     digits,
     image_folder,
+    image_sets,
     local_files,
     mnist,
     record_files,
@@ -44,11 +45,15 @@ OWN_DATA: dict[str, Callable[..., ArrayDataset | record_files.RecordDataset]] = 
     # A folder of splits already prepared as ArrayRecord files (`record_files.write`).
     "records": lambda split, path, prepared_dir: _records(split, path),
 }
+# Image classification sets by tfds name, read by index (an offline copy prepared into
+# ArrayRecord files, else tfds's own): name -> loader(name, split, data_dir, prepared_dir,
+# image_size).
+IMAGE_SETS = image_sets.NAMES
 # Language-modelling corpora (with `config.data.lm`; read by `lm_data`, not `load`).
 CORPORA = text_corpora.NAMES
 # Sentence pairs (with `config.data.translation`; read by `translation_data`).
 PAIRS = translation.NAMES
-NAMES = (*LOADERS, *OWN_DATA, *CORPORA, *PAIRS)
+NAMES = (*LOADERS, *OWN_DATA, *IMAGE_SETS, *CORPORA, *PAIRS)
 # With `on_disk`: tfds names read by index from tfds's own ArrayRecord files
 # (`tfds.data_source`) when no offline copy is configured: loader(split, data_dir) ->
 # TfdsDataset, or None to prepare the offline files into bigjax's ArrayRecord files.
@@ -59,7 +64,8 @@ EXAMPLES_KEYS = ("config.data.train_examples, config.data.eval_examples or an ev
 
 def load(name: str, split: str, data_dir: str | None = None, examples: int | None = None,
          *, path: str | None = None, on_disk: bool = False,
-         prepared_dir: str | None = None) -> ArrayDataset | record_files.RecordDataset:
+         prepared_dir: str | None = None, image_size: int | None = None
+         ) -> ArrayDataset | record_files.RecordDataset | TfdsDataset:
     """Loads split `split` of data set `name` (a tfds name, "digits", or one of `OWN_DATA`
     read from `path`).
 
@@ -67,7 +73,9 @@ def load(name: str, split: str, data_dir: str | None = None, examples: int | Non
     (the whole split when it has fewer; a count below 1 is refused). A split without
     examples is refused, naming the data set, split and where it was read from.
     `on_disk`: prepare the split once into ArrayRecord files under `prepared_dir`
-    (default `$BIGJAX_CACHE_DIR/prepared`) and read it by index from there.
+    (default `$BIGJAX_CACHE_DIR/prepared`) and read it by index from there (image sets
+    such as cifar10 always are). `image_size`: the side images of varied sizes are
+    resized and centre-cropped to (`datasets/image_sets.py`).
     """
     if name not in NAMES:
         raise ValueError(f"Unknown data set {name!r}; known: {sorted(NAMES)}.")
@@ -82,6 +90,8 @@ def load(name: str, split: str, data_dir: str | None = None, examples: int | Non
                                             "config.data.prepared_dir")
     if name in OWN_DATA:
         data = OWN_DATA[name](split, path, prepared_dir)
+    elif name in IMAGE_SETS:
+        data = image_sets.load(name, split, data_dir, prepared_dir, image_size)
     elif on_disk:
         source = TFDS_SOURCES[name](split, data_dir) if name in TFDS_SOURCES else None
         data = source if source is not None else _prepared(name, split, data_dir, prepared_dir)

@@ -20,6 +20,7 @@ from jax.sharding import Mesh
 from bigjax import input_pipeline, sharding
 from bigjax.datasets.array_dataset import Examples
 from bigjax.forward import forward
+from bigjax.pp import test_time_augmentation
 from bigjax.tasks.base import Task
 
 EVAL_SEED = 1234
@@ -80,12 +81,25 @@ class BatchedEvaluator:
                  data: Examples, mesh: Mesh, rules, tokenizer=None):
         sharding.check_batch_size(mesh, settings.batch_size, settings.batch_size_key)
         input_pipeline.check_trim_multiple(settings.trim_multiple)  # now, not at the first eval
+        tta = settings.options.get("tta")
+        if tta and tta not in test_time_augmentation.MODES:
+            raise ValueError(f"config.evals.{settings.name}.tta={tta!r}; choose one of "
+                             f"{test_time_augmentation.MODES} (or None: off).")
         self.settings, self.task, self.data = settings, task, data
         self.model, self.preprocess, self.mesh, self.rules = model, preprocess, mesh, rules
 
     def apply(self, variables: dict, batch: dict, rng: jax.Array) -> tuple[Any, dict]:
-        """`(model output, preprocessed batch)` in eval mode (traced inside a jit)."""
+        """`(model output, preprocessed batch)` in eval mode (traced inside a jit); with
+        the option `tta` the logits averaged over augmented views of the images
+        (`pp/test_time_augmentation.py`)."""
         batch = self.preprocess(batch, rng, train=False)
+        tta = self.settings.options.get("tta")
+        if tta:
+            def logits(inputs):
+                return forward(self.model, self.task, variables, {**batch, "inputs": inputs},
+                               train=False)[0]
+
+            return test_time_augmentation.averaged_logits(logits, batch["inputs"], tta), batch
         out, _ = forward(self.model, self.task, variables, batch, train=False)
         return out, batch
 

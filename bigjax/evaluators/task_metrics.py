@@ -2,7 +2,9 @@
 
 Loss, accuracy, a confusion matrix (classification), token counts (MLM): each
 batch's `task.eval_sums` are added on device, and `task.summarize` turns the
-totals into metrics (macro P/R/F1, perplexity, ...).
+totals into metrics (macro P/R/F1, perplexity, ...). A classification eval with a
+workdir also draws its confusion matrix: `workdir/eval/<name>_confusion_step_<N>.png`
+(`<name>` "eval" for the default evaluator).
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import numpy as np
+from etils import epath
 
-from bigjax import sharding
+from bigjax import run_files, sharding
+from bigjax.evaluators import confusion_plot
 from bigjax.evaluators.base import BatchedEvaluator
 
 
@@ -34,4 +39,17 @@ class TaskMetricsEvaluator(BatchedEvaluator):
                 sums = self._eval_step(variables, batch, rng)
                 totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals,
                                                                   sums)
-        return self.task.summarize(jax.device_get(totals))
+        metrics = self.task.summarize(jax.device_get(totals))
+        if "confusion_matrix" in metrics and self.settings.workdir and jax.process_index() == 0:
+            self._write_confusion_png(metrics["confusion_matrix"], step)
+        return metrics
+
+    def _write_confusion_png(self, confusion, step: int) -> None:
+        """`workdir/eval/<name>_confusion_step_<N>.png` (see `confusion_plot`)."""
+        name = self.settings.name or "eval"
+        png = confusion_plot.confusion_png(np.asarray(confusion),
+                                           getattr(self.data, "class_names", None),
+                                           f"{name} ({self.settings.split}), step {step}")
+        folder = epath.Path(run_files.join(self.settings.workdir, "eval"))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}_confusion_step_{step}.png").write_bytes(png)

@@ -14,12 +14,16 @@ from bigjax.models.cnn import CNN
 from bigjax.models.config_fields import DTYPES, model_keys
 from bigjax.models.gpt import GPT
 from bigjax.models.mlp import MLP
+from bigjax.models.resnet import ResNet
+from bigjax.models.speed_resnet import SpeedResNet
 from bigjax.models.transformer import Transformer
+from bigjax.models.vit import ViT
 
 # `config.model.name` -> the module class; its dataclass fields are the config keys.
 MODELS: dict[str, type[nn.Module]] = {
     "mlp": MLP, "cnn": CNN, "bert_classifier": BertForSequenceClassification,
-    "bert_mlm": BertForMaskedLM, "gpt": GPT, "transformer": Transformer}
+    "bert_mlm": BertForMaskedLM, "gpt": GPT, "transformer": Transformer,
+    "resnet": ResNet, "speed_resnet": SpeedResNet, "vit": ViT}
 
 __all__ = ["MODELS", "build", "model_keys"]
 

@@ -10,7 +10,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from bigjax.pp import image_mixing
+
 NORMALIZATIONS = ("zero_to_one", "minus_one_to_one", "standardize")
+PADDINGS = ("zeros", "reflect")
 
 
 def normalize(images: jnp.ndarray, mode: str, mean: float = 0.0, std: float = 1.0) -> jnp.ndarray:
@@ -21,20 +24,26 @@ def normalize(images: jnp.ndarray, mode: str, mean: float = 0.0, std: float = 1.
     if mode == "minus_one_to_one":
         return x * 2.0 - 1.0
     if mode == "standardize":
-        return (x - mean) / std
+        return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
     raise ValueError(f"Unknown normalization {mode!r}; choose one of {NORMALIZATIONS}.")
 
 
-def random_translate(rng: jax.Array, images: jnp.ndarray, max_shift: int) -> jnp.ndarray:
-    """Shifts each image by its own random (dy, dx) in [-max_shift, max_shift], zero fill.
+def random_translate(rng: jax.Array, images: jnp.ndarray, max_shift: int,
+                     padding: str = "zeros") -> jnp.ndarray:
+    """Shifts each image by its own random (dy, dx) in [-max_shift, max_shift]: a random
+    crop of the image padded by `max_shift` pixels of zeros, or of its mirror image at
+    the borders (`padding="reflect"`).
 
     `images: [batch, height, width, channels]`.
     """
     if max_shift <= 0:
         return images
+    if padding not in PADDINGS:
+        raise ValueError(f"config.pp.translate_padding={padding!r}; choose one of {PADDINGS}.")
     batch, height, width, _ = images.shape
     s = max_shift
-    padded = jnp.pad(images, ((0, 0), (s, s), (s, s), (0, 0)))
+    padded = jnp.pad(images, ((0, 0), (s, s), (s, s), (0, 0)),
+                     mode="constant" if padding == "zeros" else "reflect")
     offsets = jax.random.randint(rng, (batch, 2), 0, 2 * s + 1)
 
     def crop(image, offset):
@@ -44,22 +53,43 @@ def random_translate(rng: jax.Array, images: jnp.ndarray, max_shift: int) -> jnp
     return jax.vmap(crop)(padded, offsets)
 
 
+def random_flip(rng: jax.Array, images: jnp.ndarray) -> jnp.ndarray:
+    """Mirrors each image left-right with probability 1/2. `images: [batch, h, w, c]`."""
+    flip = jax.random.bernoulli(rng, 0.5, (images.shape[0], 1, 1, 1))
+    return jnp.where(flip, images[:, :, ::-1], images)
+
+
 def make_preprocess(pp: ml_collections.ConfigDict):
     """Returns `fn(batch, rng, train) -> batch` adding `inputs` from `image`.
 
-    `pp.normalize` picks the scaling; `pp.translate` (pixels, train only)
-    switches random shifts on.
+    `pp.normalize` picks the scaling; in training, `pp.translate` (pixels) switches
+    random shifts on (`pp.translate_padding`: what fills the border) and `pp.flip`
+    random left-right mirroring, `pp.mixup` / `pp.cutmix` (Beta alphas) mix each image
+    with its partner and add `mix_weight` (`pp/image_mixing.py`). Each draws from its own
+    fold of the step's key.
     """
     mode = pp.get("normalize", "zero_to_one")
     if mode not in NORMALIZATIONS:
         raise ValueError(f"config.pp.normalize={mode!r}; choose one of {NORMALIZATIONS}.")
     mean, std = pp.get("mean", 0.0), pp.get("std", 1.0)
-    shift = int(pp.get("translate", 0))
+    shift, padding = int(pp.get("translate", 0)), pp.get("translate_padding", "zeros")
+    flip = bool(pp.get("flip", False))
+    mixup_alpha, cutmix_alpha = float(pp.get("mixup") or 0.0), float(pp.get("cutmix") or 0.0)
+    if padding not in PADDINGS:
+        raise ValueError(f"config.pp.translate_padding={padding!r}; choose one of {PADDINGS}.")
 
     def preprocess(batch: dict, rng: jax.Array, train: bool) -> dict:
         images = batch["image"]
         if train and shift:
-            images = random_translate(rng, images, shift)
-        return {**batch, "inputs": normalize(images, mode, mean, std)}
+            images = random_translate(rng, images, shift, padding)
+        if train and flip:
+            images = random_flip(jax.random.fold_in(rng, 1), images)
+        inputs = normalize(images, mode, mean, std)
+        if train and (mixup_alpha or cutmix_alpha):
+            inputs, weight = image_mixing.mix(jax.random.fold_in(rng, 2), inputs, mixup_alpha,
+                                              cutmix_alpha)
+            return {**batch, "inputs": inputs, "mix_weight": weight,
+                    "mix_label": image_mixing.partner(batch["label"])}
+        return {**batch, "inputs": inputs}
 
     return preprocess

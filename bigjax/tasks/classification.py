@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+TOP_K = 5  # top-k accuracy is reported with more classes than this
+
 
 class Classification:
     """The model output is `logits: [batch, num_classes]`; the batch holds `label: [batch]`."""
@@ -20,8 +22,14 @@ class Classification:
         return {}
 
     def loss(self, logits: jnp.ndarray, batch: dict) -> tuple[jnp.ndarray, dict]:
-        """Mean cross-entropy over the batch, and the batch accuracy."""
+        """Mean cross-entropy over the batch, and the batch accuracy. With `mix_weight`
+        (mixup / CutMix, `pp/image_mixing.py`) the target is `λ one_hot(label) + (1 - λ)
+        one_hot(mix_label)`; the accuracy counts the own label."""
         labels = jax.nn.one_hot(batch["label"], self.num_classes)
+        if "mix_weight" in batch:
+            weight = batch["mix_weight"][:, None]
+            labels = weight * labels + (1 - weight) * jax.nn.one_hot(batch["mix_label"],
+                                                                     self.num_classes)
         if self.label_smoothing:
             labels = optax.smooth_labels(labels, self.label_smoothing)
         loss = optax.softmax_cross_entropy(logits, labels).mean()
@@ -29,7 +37,8 @@ class Classification:
         return loss, {"accuracy": accuracy}
 
     def eval_sums(self, logits: jnp.ndarray, batch: dict) -> dict:
-        """Sums over the unmasked examples: loss, count, and the confusion matrix.
+        """Sums over the unmasked examples: loss, count, the confusion matrix, and with
+        more than TOP_K classes the examples whose label is among the TOP_K likeliest.
 
         `confusion[i, j]` counts examples of true class i predicted as j.
         """
@@ -37,16 +46,26 @@ class Classification:
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
         true = jax.nn.one_hot(batch["label"], self.num_classes) * mask[:, None]
         pred = jax.nn.one_hot(logits.argmax(-1), self.num_classes)
-        return {
+        sums = {
             "loss_sum": (losses * mask).sum(),
             "count": mask.sum(),
             "confusion": true.T @ pred,
         }
+        if self.num_classes > TOP_K:
+            # In the top k: fewer than k classes score above the label's logit.
+            label_logit = jnp.take_along_axis(logits, batch["label"][:, None], axis=-1)
+            above = (logits > label_logit).sum(-1)
+            sums["top_k_correct"] = ((above < TOP_K) * mask).sum()
+        return sums
 
     def summarize(self, sums: dict) -> dict:
-        """Eval metrics from summed `eval_sums`: loss, accuracy, macro precision/recall/F1."""
-        return classification_metrics(np.asarray(sums["confusion"]),
-                                      float(sums["loss_sum"]) / float(sums["count"]))
+        """Eval metrics from summed `eval_sums`: loss, accuracy, macro precision/recall/F1,
+        per-class accuracy, and top-5 accuracy with more than 5 classes."""
+        metrics = classification_metrics(np.asarray(sums["confusion"]),
+                                         float(sums["loss_sum"]) / float(sums["count"]))
+        if "top_k_correct" in sums:
+            metrics[f"top{TOP_K}_accuracy"] = float(sums["top_k_correct"]) / float(sums["count"])
+        return metrics
 
     def eval_outputs(self, logits: jnp.ndarray, batch: dict) -> dict:
         """Per example: `label`, `prediction` (argmax) and `probabilities` [num_classes]."""
@@ -76,6 +95,7 @@ def classification_metrics(confusion: np.ndarray, loss: float) -> dict:
 
     Precision, recall and F1 are macro averages; a class that is never
     predicted (or never present) scores 0 there, as scikit-learn does.
+    `per_class_accuracy[i]` is class i's recall (None for a class with no examples).
     """
     confusion = confusion.astype(np.float64)
     tp = np.diag(confusion)
@@ -92,5 +112,7 @@ def classification_metrics(confusion: np.ndarray, loss: float) -> dict:
         "recall": float(recall.mean()),
         "f1": float(f1.mean()),
         "num_examples": int(round(confusion.sum())),
+        "per_class_accuracy": [float(r) if a > 0 else None for r, a in zip(recall, actual,
+                                                                             strict=True)],
         "confusion_matrix": np.rint(confusion).astype(int).tolist(),
     }

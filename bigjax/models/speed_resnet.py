@@ -1,0 +1,129 @@
+"""The CIFAR-10 speed-run network: Page's ResNet-9 as slimmed by airbench.
+
+    inputs [batch, 32, 32, 3]
+    -> whiten: Conv 2x2 VALID, 2 * 3 * 2 * 2 = 24 channels, GELU  [batch, 31, 31, 24]
+    -> group(widths[0]) -> group(widths[1]) -> group(widths[2])    [batch, 3, 3, widths[2]]
+    -> global max pool -> Dense(num_classes, no bias) * output_scale
+
+Each group is Conv 3x3 -> MaxPool 2 -> BatchNorm -> GELU -> Conv 3x3 -> BatchNorm -> GELU
+(+ the group's pooled input when `residual`, ResNet-9's identity shortcut around its
+second conv). The whitening conv is initialised from the training images
+(`init_with_data`: the eigenvectors of their 2x2 patch covariance, scaled by
+1/sqrt(eigenvalue), and their negatives) and is meant to stay frozen
+(`config.optim.frozen`); the 3x3 convs start as identities on their first input
+channels (dirac init) plus the default random init elsewhere. BatchNorm has no scale
+(a bias only), as in airbench, so the weight norms are free and the biases carry the
+shift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bigjax.models.cnn import max_pool_blocks
+from bigjax.models.layers.mlp_block import ACTIVATIONS
+from bigjax.models.patch_whitening import whitening_kernel
+
+WHITEN_KERNEL = 2
+
+
+def dirac_init(base=None):
+    """A conv kernel `[kh, kw, in, out]` drawn from `base` (None: LeCun normal), with its
+    first `min(in, out)` output channels replaced by identities (output j = input j at
+    the centre tap)."""
+    base = base or nn.initializers.lecun_normal()
+
+    def init(key, shape, dtype=jnp.float32):
+        kernel = base(key, shape, dtype)
+        kh, kw, fan_in, fan_out = shape
+        n = min(fan_in, fan_out)
+        identity = jnp.zeros((kh, kw, fan_in, n), dtype).at[kh // 2, kw // 2].set(
+            jnp.eye(fan_in, n, dtype=dtype))
+        return kernel.at[..., :n].set(identity)
+
+    return init
+
+
+class SpeedResNet(nn.Module):
+    """airbench's network; `inputs: [batch, height, width, channels]` (normalised floats)
+    -> `(logits [batch, num_classes] float32, {"pre_logits": [batch, widths[-1]]})`.
+
+    Attributes:
+      num_classes: width of the output layer.
+      widths: output channels of the three conv groups (airbench94: 64, 256, 256).
+      residual: add each group's pooled first-conv activations to its output (ResNet-9's
+        shortcut; airbench drops it).
+      activation: nonlinearity after the whitening conv and every BatchNorm.
+      bn_momentum: decay of the BatchNorm running averages.
+      bn_epsilon: BatchNorm's epsilon.
+      output_scale: the logits are multiplied by this (airbench: 1/9).
+      whiten_eps: added to the patch covariance's eigenvalues before the 1/sqrt scaling.
+      dtype: compute dtype of the activations (the logits are cast to float32).
+      param_dtype: dtype of the params.
+    """
+
+    CONFIG_CHOICES: ClassVar[dict] = {"activation": tuple(ACTIVATIONS)}
+    HEAD_MODULES: ClassVar[tuple[str, ...]] = ("head",)
+
+    num_classes: int
+    widths: Sequence[int] = (64, 256, 256)
+    residual: bool = False
+    activation: str = "gelu"
+    bn_momentum: float = 0.6
+    bn_epsilon: float = 1e-12
+    output_scale: float = 1 / 9
+    whiten_eps: float = 5e-4
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    def _norm(self, x: jnp.ndarray, train: bool, name: str) -> jnp.ndarray:
+        return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                            epsilon=self.bn_epsilon, use_scale=False, dtype=self.dtype,
+                            param_dtype=self.param_dtype, name=name)(x)
+
+    def _conv(self, features: int, name: str) -> nn.Conv:
+        return nn.Conv(features, (3, 3), padding="SAME", use_bias=False,
+                       kernel_init=dirac_init(), dtype=self.dtype,
+                       param_dtype=self.param_dtype, name=name)
+
+    @nn.compact
+    def __call__(self, inputs: jnp.ndarray, *, train: bool = False
+                 ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
+        if inputs.ndim != 4:
+            raise ValueError("SpeedResNet expects images [batch, height, width, channels], "
+                             f"got shape {inputs.shape}.")
+        act = ACTIVATIONS[self.activation]
+        channels = inputs.shape[-1]
+        x = nn.Conv(2 * channels * WHITEN_KERNEL ** 2, (WHITEN_KERNEL, WHITEN_KERNEL),
+                    padding="VALID", dtype=self.dtype, param_dtype=self.param_dtype,
+                    name="whiten")(inputs.astype(self.dtype))
+        x = act(x)
+        for i, width in enumerate(self.widths):
+            x = self._conv(width, f"group_{i}_conv_0")(x)
+            x = max_pool_blocks(x, 2)
+            x = act(self._norm(x, train, f"group_{i}_norm_0"))
+            y = self._conv(width, f"group_{i}_conv_1")(x)
+            y = act(self._norm(y, train, f"group_{i}_norm_1"))
+            x = x + y if self.residual else y
+        x = x.max(axis=(1, 2))
+        logits = nn.Dense(self.num_classes, use_bias=False, dtype=self.dtype,
+                          param_dtype=self.param_dtype, name="head")(x)
+        return (logits * self.output_scale).astype(jnp.float32), {"pre_logits": x}
+
+    def init_with_data(self, params: dict, inputs: jax.Array) -> dict:
+        """`params` with the whitening kernel computed from `inputs: [n, h, w, c]`, the
+        preprocessed training images (no augmentation); the bias stays zero."""
+        kernel = whitening_kernel(np.asarray(inputs, np.float64), WHITEN_KERNEL,
+                                  self.whiten_eps)
+        old = params["whiten"]["kernel"]
+        if kernel.shape != old.shape:
+            raise ValueError(f"whitening kernel {kernel.shape} does not fit the model's "
+                             f"{old.shape}.")
+        new = jax.device_put(jnp.asarray(kernel, old.dtype), old.sharding)
+        return {**params, "whiten": {**params["whiten"], "kernel": new}}

@@ -1,0 +1,166 @@
+"""ResNet, ViT and the speed-run ResNet: published parameter counts, BatchNorm state in
+train and eval, the same step on 1 and 8 devices, scanned = unscanned ViT, and the
+speed-run network's data-dependent (whitening) and dirac inits."""
+
+import json
+import os
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from bigjax import models
+from bigjax.models.layers.encoder import stack_layer_params
+from bigjax.models.patch_whitening import patches, whitening_kernel
+from bigjax.models.speed_resnet import SpeedResNet, dirac_init
+
+from conftest import REPO
+
+
+def _params(model, size):
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.ones((1, size, size, 3))))
+    return sum(x.size for x in jax.tree.leaves(shapes["params"]))
+
+
+@pytest.mark.parametrize("config, size, count", [
+    (dict(name="resnet", num_classes=1000, variant="resnet50"), 224, 25_557_032),
+    (dict(name="resnet", num_classes=1000, variant="resnet18"), 224, 11_689_512),
+    (dict(name="vit", num_classes=1000, variant="B/16"), 224, 86_567_656),
+    (dict(name="vit", num_classes=1000, variant="S/16"), 224, 22_050_664),
+])
+def test_published_parameter_counts(config, size, count):
+    # torchvision's resnet50 / resnet18 and the ViT paper's B/16 (timm: vit_small 22.05M)
+    assert _params(models.build(ml_collections.ConfigDict(config)), size) == count
+
+
+def test_resnet_batch_stats_update_in_training_and_are_read_only_in_eval():
+    model = models.build(ml_collections.ConfigDict(dict(
+        name="resnet", num_classes=10, variant="resnet18", stem="cifar", width=8)))
+    x = jax.random.normal(jax.random.key(1), (4, 16, 16, 3)) * 3 + 1
+    variables = model.init(jax.random.key(0), x[:1])
+    stats = variables["batch_stats"]
+    (_, _), updated = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    stem = updated["batch_stats"]["stem_norm"]
+    # momentum 0.9: new = 0.9 * old + 0.1 * batch statistic; the inputs' mean is far from 0
+    assert not np.allclose(stem["mean"], stats["stem_norm"]["mean"])
+    assert np.allclose(stem["var"], 0.9 * stats["stem_norm"]["var"] + 0.1 * np.var(
+        jax.lax.stop_gradient(_stem_conv(model, variables, x)), axis=(0, 1, 2)), rtol=1e-4)
+    # eval reads the running averages: the output depends on them, and nothing is written
+    out_a, _ = model.apply(variables, x, train=False)
+    out_b, _ = model.apply({**variables, **updated}, x, train=False)
+    assert not np.allclose(out_a, out_b)
+    with pytest.raises(Exception, match="batch_stats"):  # eval needs the running averages
+        model.apply({"params": variables["params"]}, x, train=False)
+
+
+def _stem_conv(model, variables, x):
+    conv = nn.Conv(model.width, (3, 3), padding=[(1, 1), (1, 1)], use_bias=False)
+    return conv.apply({"params": variables["params"]["stem"]}, x)
+
+
+def test_resnet_zero_init_residual_makes_every_block_start_as_its_shortcut():
+    config = dict(name="resnet", num_classes=10, variant="resnet50", stem="cifar", width=4)
+    on = models.build(ml_collections.ConfigDict(config)).init(
+        jax.random.key(0), jnp.ones((1, 16, 16, 3)))["params"]
+    off = models.build(ml_collections.ConfigDict({**config, "zero_init_residual": False})).init(
+        jax.random.key(0), jnp.ones((1, 16, 16, 3)))["params"]
+    assert np.all(on["stage_1_block_2"]["norm_2"]["scale"] == 0)
+    assert np.all(on["stage_1_block_2"]["norm_1"]["scale"] == 1)
+    assert np.all(off["stage_1_block_2"]["norm_2"]["scale"] == 1)
+
+
+@pytest.mark.slow
+def test_one_and_eight_devices_take_the_same_steps_with_global_batch_norm():
+    env = {**os.environ, "PYTHONPATH": REPO}
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "vision_mesh_probe.py")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name in ("resnet", "vit"):
+        for mesh in ("data8", "fsdp4_tensor2"):
+            run = out[name][mesh]
+            assert run["loss"] == pytest.approx(out[name]["loss_1"], rel=1e-6)
+            assert run["params"] < 2e-6, (name, mesh)
+    for mesh in ("data8", "fsdp4_tensor2"):
+        assert out["resnet"][mesh]["model_state"] < 2e-6
+    # Statistics per device (2 examples each) would be far off: the step is global.
+    assert out["resnet"]["per_device_model_state"] > 1e-2
+    # The ViT's heads and MLP are split over `tensor`, its width over `fsdp`.
+    specs = out["vit"]["fsdp4_tensor2"]["specs"]
+    assert specs["encoder/layers_0/attention/query/kernel"] == ["fsdp", "tensor", None]
+    assert specs["encoder/layers_0/mlp/wi/kernel"] == ["fsdp", "tensor"]
+
+
+def test_vit_scanned_and_unscanned_stacks_compute_the_same():
+    config = dict(name="vit", num_classes=10, variant="Ti/4", depth=3, width=32, num_heads=4,
+                  mlp_dim=64)
+    x = jax.random.normal(jax.random.key(1), (2, 16, 16, 3))
+    plain = models.build(ml_collections.ConfigDict(config))
+    params = nn.meta.unbox(plain.init(jax.random.key(0), x)["params"])
+    params["head"]["kernel"] = jax.random.normal(jax.random.key(2), params["head"]["kernel"].shape)
+    scanned = models.build(ml_collections.ConfigDict({**config, "scan_layers": True,
+                                                      "remat": True}))
+    stacked = {**params, "encoder": stack_layer_params(params["encoder"], 3)}
+    a, _ = plain.apply({"params": params}, x)
+    b, _ = scanned.apply({"params": stacked}, x)
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    assert np.abs(a).max() > 1e-3  # not the zero-initialised head's zeros
+
+
+def test_vit_pooling_and_variant_errors():
+    x = jnp.ones((2, 16, 16, 3))
+    for pool, positions in (("token", 17), ("gap", 16)):
+        model = models.build(ml_collections.ConfigDict(dict(
+            name="vit", num_classes=10, variant="Ti/4", depth=1, pool=pool)))
+        params = nn.meta.unbox(model.init(jax.random.key(0), x)["params"])
+        assert params["position_embeddings"].shape == (positions, 192)
+        assert ("class_token" in params) == (pool == "token")
+    with pytest.raises(ValueError, match="<size>/<patch>"):
+        models.build(ml_collections.ConfigDict(dict(name="vit", num_classes=10,
+                                                    variant="M/16"))).init(
+            jax.random.key(0), x)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        models.build(ml_collections.ConfigDict(dict(name="vit", num_classes=10,
+                                                    variant="Ti/16"))).init(
+            jax.random.key(0), jnp.ones((1, 24, 24, 3)))
+
+
+def test_dirac_init_passes_the_first_channels_through():
+    kernel = dirac_init()(jax.random.key(0), (3, 3, 4, 6))
+    x = jax.random.normal(jax.random.key(1), (1, 5, 5, 4))
+    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(y[..., :4], x, atol=1e-6)  # identity on the first 4 outputs
+    assert np.abs(np.asarray(kernel[..., 4:])).sum() > 0  # the rest stays random
+
+
+def test_whitening_kernel_decorrelates_patches():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(64, 9, 9, 1))
+    images = np.concatenate([base, 0.5 * base + 0.1 * rng.normal(size=base.shape),
+                             rng.normal(size=base.shape) * 3], axis=-1)  # correlated channels
+    kernel = whitening_kernel(images, 2, eps=0.0)
+    assert kernel.shape == (2, 2, 3, 24)
+    flat = patches(images, 2)
+    out = (flat - flat.mean(0)) @ kernel.reshape(12, 24)[:, :12]
+    np.testing.assert_allclose(np.cov(out.T, bias=True), np.eye(12), atol=1e-6)
+    np.testing.assert_allclose(kernel[..., 12:], -kernel[..., :12])
+
+
+def test_speed_resnet_init_with_data_sets_the_whitening_kernel():
+    model = SpeedResNet(num_classes=10, widths=(8, 8, 8))
+    inputs = jax.random.normal(jax.random.key(1), (16, 32, 32, 3))
+    params = model.init(jax.random.key(0), inputs[:1])["params"]
+    new = model.init_with_data(params, inputs)
+    expected = whitening_kernel(np.asarray(inputs, np.float64), 2, model.whiten_eps)
+    np.testing.assert_allclose(new["whiten"]["kernel"], expected, rtol=1e-6)
+    assert not np.allclose(params["whiten"]["kernel"], expected)
+    np.testing.assert_array_equal(new["head"]["kernel"], params["head"]["kernel"])
+    logits, _ = model.apply({"params": new, "batch_stats": model.init(
+        jax.random.key(0), inputs[:1])["batch_stats"]}, inputs)
+    assert logits.shape == (16, 10)

@@ -1,0 +1,102 @@
+"""Run by tests/test_vision_models.py in a subprocess with 8 fake CPU devices: two train
+steps of a small ResNet (BatchNorm) and of a small ViT on the same global batches, on a
+1-device mesh and on 8-device meshes, printing one JSON object: the largest differences
+of the params and BatchNorm statistics from the 1-device run, some params' shardings,
+and how far per-device BatchNorm statistics (each device normalising its own 2
+examples) would land from the global ones. Not collected by pytest."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+os.environ["JAX_PLATFORMS"] = "cpu"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from bigjax import models, sharding, tasks  # noqa: E402
+from bigjax.pp import image  # noqa: E402
+from bigjax.train_state import abstract_state, init_state, make_init_fn  # noqa: E402
+from bigjax.train_step import jit_train_step, make_step_fn  # noqa: E402
+
+MODELS = {
+    "resnet": dict(name="resnet", num_classes=10, variant="resnet18", stem="cifar", width=8,
+                   zero_init_residual=False),
+    "vit": dict(name="vit", num_classes=10, variant="Ti/4", depth=2, width=32, num_heads=4,
+                mlp_dim=64),
+}
+
+
+def train(model_config: dict, mesh_axes: dict, devices, batches: list[dict]):
+    mesh = sharding.make_mesh(ml_collections.ConfigDict(mesh_axes), devices)
+    rules = sharding.DEFAULT_RULES
+    model = models.build(ml_collections.ConfigDict(model_config))
+    task = tasks.get(ml_collections.ConfigDict(dict(task="classification",
+                                                    model=dict(num_classes=10))))
+    preprocess = image.make_preprocess(ml_collections.ConfigDict(dict(
+        normalize="minus_one_to_one")))
+    tx = optax.sgd(0.1, momentum=0.9)
+    sample = preprocess({k: v[:1] for k, v in batches[0].items()}, None,
+                        train=False)["inputs"]
+    init_fn = make_init_fn(model, tx, sample)
+    _, shardings = abstract_state(init_fn, mesh, rules)
+    state = init_state(init_fn, 0, shardings, rules)
+    one_step = make_step_fn(model, task, preprocess, tx, optax.constant_schedule(0.1), mesh)
+    step = jit_train_step(one_step, shardings, mesh)
+    with sharding.mesh_context(mesh, rules):
+        for batch in batches:
+            state, metrics = step(state, sharding.put_batch(batch, mesh))
+    return jax.device_get(state), shardings, float(metrics["loss"])
+
+
+def spec(shardings, path: str) -> list:
+    node = shardings.params
+    for part in path.split("/"):
+        node = node[part]
+    return [a if a is None or isinstance(a, str) else list(a) for a in node.spec]
+
+
+def max_diff(a, b) -> float:
+    return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    batches = [{"image": rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8),
+                "label": rng.integers(0, 10, (16,)).astype(np.int32)} for _ in range(2)]
+    devices = jax.devices()
+    out = {}
+    for name, config in MODELS.items():
+        one, _, loss = train(config, dict(data=1), devices[:1], batches)
+        out[name] = {"loss_1": loss}
+        for label, axes in (("data8", dict(data=8)),
+                            ("fsdp4_tensor2", dict(data=1, fsdp=4, tensor=2))):
+            many, shardings, loss8 = train(config, axes, devices, batches)
+            out[name][label] = {
+                "loss": loss8, "params": max_diff(one.params, many.params),
+                "model_state": max_diff(one.model_state, many.model_state)
+                if one.model_state else None}
+            if name == "vit":
+                out[name][label]["specs"] = {
+                    p: spec(shardings, p) for p in ("encoder/layers_0/attention/query/kernel",
+                                                    "encoder/layers_0/mlp/wi/kernel")}
+        if name == "resnet":
+            # Per-device statistics: each of the 8 slices of 2 examples trained alone on
+            # one device, their running averages averaged.
+            slices = [train(config, dict(data=1), devices[:1],
+                            [{k: v[2 * i:2 * i + 2] for k, v in b.items()} for b in batches]
+                            )[0].model_state for i in range(8)]
+            averaged = jax.tree.map(lambda *xs: np.mean(xs, axis=0), *slices)
+            out[name]["per_device_model_state"] = max_diff(one.model_state, averaged)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
