@@ -68,6 +68,17 @@ class Experiment(ModelParts):
     abstract_state: Any = None  # TrainState of ShapeDtypeStructs with shardings
     state_shardings: Any = None
 
+    def init_state_with_data(self, state: Any) -> Any:
+        """A fresh train state with its params passed through `init_params_with_data`
+        and the optimizer state initialised again from them (optimizers that keep a copy
+        of the params, like lookahead, start from the data-dependent values). Models
+        without `init_with_data`: `state` unchanged."""
+        if not hasattr(self.model, "init_with_data"):
+            return state
+        params = self.init_params_with_data(state.params)
+        opt_state = jax.jit(self.tx.init, out_shardings=self.state_shardings.opt_state)(params)
+        return state.replace(params=params, opt_state=opt_state)
+
     def init_params_with_data(self, params: Any) -> Any:
         """Fresh `params` passed through the model's `init_with_data(params, inputs)`
         when it has one (a data-dependent init, e.g. `SpeedResNet`'s patch whitening):

@@ -147,12 +147,13 @@ def _diff(old, new, prefix=""):
 def restore_or_init(exp: Experiment, checkpointer: Checkpointer,
                     step: int | None = None) -> tuple[TrainState, int, list[str]]:
     """The newest checkpoint in the workdir that restores (or checkpoint `step`), else a
-    fresh state (with the params of `config.init_from` when set). Returns (state, next
+    fresh state (with a model's data-dependent init, then the params of
+    `config.init_from` when set). Returns (state, next
     batch, names of the evaluators that were due when a preempted run saved it)."""
     newest = checkpointer.latest_step()
     if newest is None:
         state = init_state(exp.init_fn, exp.config.seed, exp.state_shardings, exp.rules)
-        state = state.replace(params=exp.init_params_with_data(state.params))
+        state = exp.init_state_with_data(state)
         source = exp.config.get("init_from")
         if source:
             state = load_init_from(exp, state, source)

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from bigjax import optim, param_lr
@@ -149,3 +150,46 @@ def test_describe_counts_frozen_scaled_and_full_rate_arrays():
     assert (f"{n_embed} arrays frozen, {n_layers} arrays scaled, {n_rest} arrays full rate"
             in line)
     assert param_lr.describe(params, _optim()) is None  # nothing to report
+
+
+def test_lr_multipliers_scale_the_matching_params_updates():
+    params = {"conv": {"kernel": jnp.ones((3, 3)), "bias": jnp.ones((3,))},
+              "norm_0": {"bias": jnp.ones((3,))}}
+    grads = jax.tree.map(jnp.ones_like, params)
+    base = dict(name="sgd", learning_rate=0.1, momentum=None, weight_decay=0.0,
+                grad_clip_norm=None)
+    plain, _ = optim.make_optimizer(_optim(**base), 10)
+    scaled, _ = optim.make_optimizer(_optim(**base, lr_multipliers={r"norm_\d/bias": 64.0}), 10)
+    a, _ = plain.update(grads, plain.init(params), params)
+    b, _ = scaled.update(grads, scaled.init(params), params)
+    np.testing.assert_allclose(b["norm_0"]["bias"], 64 * a["norm_0"]["bias"])
+    np.testing.assert_array_equal(b["conv"]["bias"], a["conv"]["bias"])
+    with pytest.raises(ValueError, match="matches no param"):
+        bad, _ = optim.make_optimizer(_optim(**base, lr_multipliers={"nothing": 2.0}), 10)
+        bad.init(params)
+    with pytest.raises(ValueError, match="factors >= 0"):
+        optim.make_optimizer(_optim(**base, lr_multipliers={"norm": "fast"}), 10)
+
+
+def test_lookahead_pulls_the_params_to_slow_weights_and_ends_on_them():
+    total, every, final = 10, 5, 0.5
+    params = {"w": jnp.zeros((2,))}
+    tx, _ = optim.make_optimizer(_optim(name="sgd", learning_rate=1.0, momentum=None,
+                                        weight_decay=0.0, grad_clip_norm=None,
+                                        lookahead_every=every, lookahead_decay=final), total)
+    state = tx.init(params)
+    slow, fast = np.zeros(2), np.zeros(2)
+    for step in range(1, total + 1):
+        grads = {"w": -jnp.ones((2,))}  # each step moves +1
+        updates, state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        fast = fast + 1
+        if step % every == 0 or step == total:
+            decay = 1.0 if step == total else final * (step / total) ** 3
+            slow = decay * slow + (1 - decay) * fast
+            fast = slow.copy()
+        np.testing.assert_allclose(params["w"], fast, rtol=1e-6, err_msg=f"step {step}")
+    # Without lookahead the params would be at 10; the pulls and the final copy leave them
+    # at the slow weights: 5 * (1 - 0.5 / 8) = 4.6875 after the pull at step 5, never
+    # updated at the end (the final decay is 1).
+    np.testing.assert_allclose(params["w"], 5 * (1 - final / 8))

@@ -125,5 +125,7 @@ class SpeedResNet(nn.Module):
         if kernel.shape != old.shape:
             raise ValueError(f"whitening kernel {kernel.shape} does not fit the model's "
                              f"{old.shape}.")
-        new = jax.device_put(jnp.asarray(kernel, old.dtype), old.sharding)
+        new = jnp.asarray(kernel, old.dtype)
+        if isinstance(old, jax.Array):  # keep the param's layout on the mesh
+            new = jax.device_put(new, old.sharding)
         return {**params, "whiten": {**params["whiten"], "kernel": new}}
