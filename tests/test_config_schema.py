@@ -53,7 +53,7 @@ def test_a_config_from_scratch_needs_only_what_differs_and_trains(tmp_path):
     ('config.mesh = dict(tensor=0)', "config.mesh.tensor=0 must be int >= 1 (or -1)"),
     ('config.pp.kind = "images"', "config.pp.kind='images' is not one of 'image', 'text', "
                                   "'text_mlm', 'lm', 'translation'. Did you mean 'image'?"),
-    ('config.model.name = "resnet"', "config.model.name='resnet' is not one of 'mlp', 'cnn'"),
+    ('config.model.name = "resnext"', "config.model.name='resnext' is not one of 'mlp', 'cnn'"),
     ('config.model.conv_features = (8,)', "Unknown config key config.model.conv_features."),
     ('del config.task', "config.task is required (one of 'classification', 'mlm', "
                         "'causal_lm', 'translation')"),
