@@ -135,6 +135,12 @@ PP = Switch("Preprocessing on device, inside the jit-compiled steps.", "kind", {
         "translate_padding": Key("str", "zeros", "what fills the border a shift opens: "
                                  "zeros, or the image mirrored (reflect).", choices=PADDINGS),
         "flip": Key("bool", False, "random left-right flips in training."),
+        "rotate": Key("float", None, "random rotations in training, each image by its own "
+                      "angle in [-rotate, rotate] degrees (None: off).", range=ABOVE_ZERO,
+                      nullable=True),
+        "rand_augment": Key("floats", None, "RandAugment in training: [num_ops, magnitude "
+                            "0..10], ops drawn per image (pp/rand_augment.py; None: off).",
+                            nullable=True),
         "mixup": Key("float", None, "mixup in training: Beta(a, a) blend with the partner "
                      "image (None: off).", range=ABOVE_ZERO, nullable=True),
         "cutmix": Key("float", None, "CutMix in training: a box from the partner image, "

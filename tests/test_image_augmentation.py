@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from bigjax.pp import image, image_mixing, test_time_augmentation
+from bigjax.pp import image, image_mixing, rand_augment, test_time_augmentation
 from bigjax.tasks.classification import Classification
 
 
@@ -100,3 +100,27 @@ def test_tta_views_and_weights():
     np.testing.assert_allclose(flip, (logits(x) + logits(x[:, :, ::-1])) / 2, rtol=1e-6)
     with pytest.raises(ValueError, match="choose one of"):
         test_time_augmentation.views(x, "rotate")
+
+
+def test_affine_warp_rotates_about_the_centre():
+    x = jnp.asarray(_images(n=1, size=7)[0], jnp.float32)
+    quarter = rand_augment.affine_warp(x, rand_augment._rotation(jnp.float32(np.pi / 2)))
+    matches = [np.allclose(quarter, np.rot90(np.asarray(x), k), atol=1e-3) for k in (1, 3)]
+    assert any(matches)  # a quarter turn one way or the other, nothing lost or filled
+
+
+def test_rotations_and_rand_augment_are_deterministic_per_key_and_change_the_images():
+    batch = {"image": _images(n=16, size=16), "label": np.zeros(16, np.int32)}
+    for keys in (dict(rotate=20.0), dict(rand_augment=(2, 9))):
+        pp = _pp(**keys)
+        a = np.asarray(pp(batch, jax.random.key(0), train=True)["inputs"])
+        b = np.asarray(pp(batch, jax.random.key(0), train=True)["inputs"])
+        c = np.asarray(pp(batch, jax.random.key(1), train=True)["inputs"])
+        plain = np.asarray(pp(batch, jax.random.key(0), train=False)["inputs"])
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c), keys
+        changed = np.any(np.abs(a - plain) > 1e-3, axis=(1, 2, 3))
+        assert changed.mean() > 0.5, keys  # most images altered
+        assert a.min() >= 0 and a.max() <= 1 + 1e-6  # still pixels, scaled to [0, 1]
+    with pytest.raises(ValueError, match="rand_augment"):
+        _pp(rand_augment=(2, 11))

@@ -10,14 +10,15 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from bigjax.pp import image_mixing
+from bigjax.pp import image_mixing, rand_augment
 
 NORMALIZATIONS = ("zero_to_one", "minus_one_to_one", "standardize")
 PADDINGS = ("zeros", "reflect")
 
 
 def normalize(images: jnp.ndarray, mode: str, mean: float = 0.0, std: float = 1.0) -> jnp.ndarray:
-    """uint8 0..255 -> float32: [0, 1], [-1, 1], or `(x / 255 - mean) / std`."""
+    """Pixels 0..255 (uint8, or floats after augmentation) -> float32: [0, 1], [-1, 1],
+    or `(x / 255 - mean) / std`."""
     x = images.astype(jnp.float32) / 255.0
     if mode == "zero_to_one":
         return x
@@ -64,7 +65,9 @@ def make_preprocess(pp: ml_collections.ConfigDict):
 
     `pp.normalize` picks the scaling; in training, `pp.translate` (pixels) switches
     random shifts on (`pp.translate_padding`: what fills the border) and `pp.flip`
-    random left-right mirroring, `pp.mixup` / `pp.cutmix` (Beta alphas) mix each image
+    random left-right mirroring, `pp.rotate` (degrees) random rotations and
+    `pp.rand_augment` ([num_ops, magnitude]) RandAugment (`pp/rand_augment.py`),
+    `pp.mixup` / `pp.cutmix` (Beta alphas) mix each image
     with its partner and add `mix_weight` (`pp/image_mixing.py`). Each draws from its own
     fold of the step's key.
     """
@@ -75,6 +78,12 @@ def make_preprocess(pp: ml_collections.ConfigDict):
     shift, padding = int(pp.get("translate", 0)), pp.get("translate_padding", "zeros")
     flip = bool(pp.get("flip", False))
     mixup_alpha, cutmix_alpha = float(pp.get("mixup") or 0.0), float(pp.get("cutmix") or 0.0)
+    rotate = float(pp.get("rotate") or 0.0)
+    randaug = pp.get("rand_augment")
+    if randaug is not None and (len(randaug) != 2 or int(randaug[0]) < 1
+                                or not 0 <= float(randaug[1]) <= 10):
+        raise ValueError(f"config.pp.rand_augment={list(randaug)} must be [num_ops, "
+                         "magnitude] with num_ops >= 1 and magnitude in [0, 10].")
     if padding not in PADDINGS:
         raise ValueError(f"config.pp.translate_padding={padding!r}; choose one of {PADDINGS}.")
 
@@ -84,6 +93,14 @@ def make_preprocess(pp: ml_collections.ConfigDict):
             images = random_translate(rng, images, shift, padding)
         if train and flip:
             images = random_flip(jax.random.fold_in(rng, 1), images)
+        if train and (rotate or randaug):
+            images = images.astype(jnp.float32)  # 0..255, normalised below
+            if rotate:
+                images = rand_augment.random_rotate(jax.random.fold_in(rng, 3), images,
+                                                    rotate)
+            if randaug:
+                images = rand_augment.rand_augment(jax.random.fold_in(rng, 4), images,
+                                                   int(randaug[0]), float(randaug[1]))
         inputs = normalize(images, mode, mean, std)
         if train and (mixup_alpha or cutmix_alpha):
             inputs, weight = image_mixing.mix(jax.random.fold_in(rng, 2), inputs, mixup_alpha,
