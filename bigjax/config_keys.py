@@ -245,6 +245,9 @@ EVAL_ENTRY = {
     "tta": Key("str", None, "metrics / predictions of image classifiers: logits averaged "
                "over flipped ('flip') or flipped and shifted ('flip_translate') images "
                "(None: off).", choices=(None, *test_time_augmentation.MODES), nullable=True),
+    "plot_confusion": Key("bool", None, "metrics of a classifier: also draw the confusion "
+                          "matrix, workdir/eval/<name>_confusion_step_<N>.png (None: no).",
+                          nullable=True),
     "num_samples": Key("int", None, "translations: sample translations logged and written "
                        "(None: 10).", range=NON_NEGATIVE, nullable=True),
 }

@@ -44,7 +44,8 @@ def get_config(arg=None):
     config.checkpoint = dict(every_steps=48, keep=2)
     config.evals = dict(
         test=dict(type="metrics", every_epochs=2.0),
-        test_tta=dict(type="metrics", tta="flip_translate"),  # at the end
+        # at the end: averaged over mirrored and shifted views, with the confusion PNG
+        test_tta=dict(type="metrics", tta="flip_translate", plot_confusion=True),
     )
     if "resnet18" in args:  # the classic recipe: step decay replaced by cosine
         config.model = dict(name="resnet", num_classes=10, variant="resnet18", stem="cifar")
@@ -65,5 +66,6 @@ def get_config(arg=None):
         config.batch_size = 64
         config.eval_batch_size = 100
         config.evals = dict(test=dict(type="metrics", every_steps=3),
-                            test_tta=dict(type="metrics", tta="flip_translate"))
+                            test_tta=dict(type="metrics", tta="flip_translate",
+                                          plot_confusion=True))
     return config

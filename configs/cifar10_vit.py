@@ -38,7 +38,8 @@ def get_config(arg=None):
     config.log_every_steps = 50
     config.checkpoint = dict(every_steps=500, keep=2)
     config.evals = dict(test=dict(type="metrics", every_epochs=5.0),
-                        test_tta=dict(type="metrics", tta="flip"))  # at the end
+                        # at the end: averaged with the mirror images, + confusion PNG
+                        test_tta=dict(type="metrics", tta="flip", plot_confusion=True))
     if "s4" in args:
         config.model.update(variant="S/4", depth=None, mlp_dim=None)
     if "runlocal" in args:
@@ -49,5 +50,5 @@ def get_config(arg=None):
         config.batch_size = 32
         config.eval_batch_size = 100
         config.evals = dict(test=dict(type="metrics", every_steps=3),
-                            test_tta=dict(type="metrics", tta="flip"))
+                            test_tta=dict(type="metrics", tta="flip", plot_confusion=True))
     return config

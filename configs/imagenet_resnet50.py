@@ -36,7 +36,7 @@ def get_config(arg=None):
     config.batch_size = 1024
     config.eval_batch_size = 1000
     config.total_epochs = 90.0
-    config.eval_every_epochs = 1.0
+    config.evals = dict(val=dict(type="metrics", every_epochs=1.0, plot_confusion=True))
     config.log_every_steps = 100
     config.checkpoint = dict(every_steps=2000, keep=3)
     if "runlocal" in args:

@@ -32,7 +32,7 @@ TYPES: dict[str, type] = {"metrics": TaskMetricsEvaluator, "predictions": Predic
                           "samples": SamplesEvaluator, "translations": TranslationsEvaluator}
 # Keys only some types read (the rest of `EvalSettings.options`).
 SAMPLE_KEYS = tuple(samples.DEFAULTS)
-OPTION_KEYS = (*SAMPLE_KEYS, *translations.DEFAULTS, "tta")
+OPTION_KEYS = (*SAMPLE_KEYS, *translations.DEFAULTS, "tta", "plot_confusion")
 ENTRY_KEYS = ("type", "split", "every_steps", "every_epochs", "batch_size", "examples",
               "trim_multiple", *OPTION_KEYS)
 

@@ -2,9 +2,9 @@
 
 Loss, accuracy, a confusion matrix (classification), token counts (MLM): each
 batch's `task.eval_sums` are added on device, and `task.summarize` turns the
-totals into metrics (macro P/R/F1, perplexity, ...). A classification eval with a
-workdir also draws its confusion matrix: `workdir/eval/<name>_confusion_step_<N>.png`
-(`<name>` "eval" for the default evaluator).
+totals into metrics (macro P/R/F1, perplexity, ...). With the option `plot_confusion`
+a classification eval also draws its confusion matrix:
+`workdir/eval/<name>_confusion_step_<N>.png`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import numpy as np
 from etils import epath
 
 from bigjax import run_files, sharding
-from bigjax.evaluators import confusion_plot
 from bigjax.evaluators.base import BatchedEvaluator
 
 
@@ -40,12 +39,15 @@ class TaskMetricsEvaluator(BatchedEvaluator):
                 totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals,
                                                                   sums)
         metrics = self.task.summarize(jax.device_get(totals))
-        if "confusion_matrix" in metrics and self.settings.workdir and jax.process_index() == 0:
+        if (self.settings.options.get("plot_confusion") and "confusion_matrix" in metrics
+                and self.settings.workdir and jax.process_index() == 0):
             self._write_confusion_png(metrics["confusion_matrix"], step)
         return metrics
 
     def _write_confusion_png(self, confusion, step: int) -> None:
         """`workdir/eval/<name>_confusion_step_<N>.png` (see `confusion_plot`)."""
+        from bigjax.evaluators import confusion_plot  # matplotlib: only when drawing
+
         name = self.settings.name or "eval"
         png = confusion_plot.confusion_png(np.asarray(confusion),
                                            getattr(self.data, "class_names", None),
