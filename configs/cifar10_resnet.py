@@ -61,10 +61,10 @@ def get_config(arg=None):
         config.evals.test_tta.tta = "flip"
     if "runlocal" in args:
         _common.shrink_for_runlocal(config, steps=6)
-        config.data.train_examples = 512
-        config.data.eval_examples = 200
+        config.data.train_examples = 256
+        config.data.eval_examples = 100
         config.batch_size = 64
-        config.eval_batch_size = 100
+        config.eval_batch_size = 50
         config.evals = dict(test=dict(type="metrics", every_steps=3),
                             test_tta=dict(type="metrics", tta="flip_translate",
                                           plot_confusion=True))

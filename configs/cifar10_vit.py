@@ -46,9 +46,9 @@ def get_config(arg=None):
         _common.shrink_for_runlocal(config, steps=6)
         config.model.update(depth=2, width=64, num_heads=2, mlp_dim=128)
         config.data.train_examples = 256
-        config.data.eval_examples = 200
+        config.data.eval_examples = 100
         config.batch_size = 32
-        config.eval_batch_size = 100
+        config.eval_batch_size = 50
         config.evals = dict(test=dict(type="metrics", every_steps=3),
                             test_tta=dict(type="metrics", tta="flip", plot_confusion=True))
     return config

@@ -1,9 +1,10 @@
 """Run by tests/test_vision_models.py in a subprocess with 8 fake CPU devices: two train
-steps of a small ResNet (BatchNorm) and of a small ViT on the same global batches, on a
-1-device mesh and on 8-device meshes, printing one JSON object: the largest differences
-of the params and BatchNorm statistics from the 1-device run, some params' shardings,
-and how far per-device BatchNorm statistics (each device normalising its own 2
-examples) would land from the global ones. Not collected by pytest."""
+steps of a small ResNet (BatchNorm) on 1 device and on data=8, and of a small ViT on 1
+device and on data=2 x fsdp=2 x tensor=2, on the same global batches; prints one JSON
+object: the largest differences of the params and BatchNorm statistics from the
+1-device run, two ViT params' shardings, and how far per-device BatchNorm statistics
+(each device normalising its own 2 examples) would land from the global ones. Not
+collected by pytest."""
 
 from __future__ import annotations
 
@@ -73,28 +74,30 @@ def main() -> None:
                 "label": rng.integers(0, 10, (16,)).astype(np.int32)} for _ in range(2)]
     devices = jax.devices()
     out = {}
-    for name, config in MODELS.items():
+    for name, mesh_axes in (("resnet", dict(data=8)), ("vit", dict(data=2, fsdp=2, tensor=2))):
+        config = MODELS[name]
         one, _, loss = train(config, dict(data=1), devices[:1], batches)
-        out[name] = {"loss_1": loss}
-        for label, axes in (("data8", dict(data=8)),
-                            ("fsdp4_tensor2", dict(data=1, fsdp=4, tensor=2))):
-            many, shardings, loss8 = train(config, axes, devices, batches)
-            out[name][label] = {
-                "loss": loss8, "params": max_diff(one.params, many.params),
-                "model_state": max_diff(one.model_state, many.model_state)
-                if one.model_state else None}
-            if name == "vit":
-                out[name][label]["specs"] = {
-                    p: spec(shardings, p) for p in ("encoder/layers_0/attention/query/kernel",
-                                                    "encoder/layers_0/mlp/wi/kernel")}
-        if name == "resnet":
-            # Per-device statistics: each of the 8 slices of 2 examples trained alone on
-            # one device, their running averages averaged.
-            slices = [train(config, dict(data=1), devices[:1],
-                            [{k: v[2 * i:2 * i + 2] for k, v in b.items()} for b in batches]
-                            )[0].model_state for i in range(8)]
-            averaged = jax.tree.map(lambda *xs: np.mean(xs, axis=0), *slices)
-            out[name]["per_device_model_state"] = max_diff(one.model_state, averaged)
+        many, shardings, loss8 = train(config, mesh_axes, devices, batches)
+        out[name] = {"loss_1": loss, "loss_8": loss8,
+                     "params": max_diff(one.params, many.params),
+                     "model_state": max_diff(one.model_state, many.model_state)
+                     if one.model_state else None}
+        if name == "vit":
+            out[name]["specs"] = {
+                p: spec(shardings, p) for p in ("encoder/layers_0/attention/query/kernel",
+                                                "encoder/layers_0/mlp/wi/kernel")}
+    # What per-device BatchNorm would compute instead: the first batch's statistics over
+    # each device's 2 examples, averaged, against those over the global 16.
+    model = models.build(ml_collections.ConfigDict(MODELS["resnet"]))
+    x = batches[0]["image"].astype(np.float32) / 127.5 - 1
+    variables = model.init(jax.random.key(0), x[:1])
+
+    def stats(images):
+        return model.apply(variables, images, train=True, mutable=["batch_stats"])[1]
+
+    per_device = jax.tree.map(lambda s: s.mean(0),
+                              jax.jit(jax.vmap(stats))(x.reshape(8, 2, *x.shape[1:])))
+    out["resnet"]["per_device_vs_global"] = max_diff(jax.jit(stats)(x), per_device)
     print(json.dumps(out))
 
 
