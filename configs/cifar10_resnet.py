@@ -65,7 +65,7 @@ def get_config(arg=None):
         config.data.eval_examples = 100
         config.batch_size = 64
         config.eval_batch_size = 50
-        config.evals = dict(test=dict(type="metrics", every_steps=3),
+        config.evals = dict(test=dict(type="metrics"),
                             test_tta=dict(type="metrics", tta="flip_translate",
                                           plot_confusion=True))
     return config

@@ -95,13 +95,6 @@ def test_imdb_bert_with_tensor_parallelism_matches_data_parallelism(tmp_path, re
     assert "'data': 2, 'fsdp': 1, 'tensor': 4" in proc.stderr
     assert "['word_embeddings']['embedding'] (30720, 384) P('tensor', 'fsdp')" in proc.stderr
     tensor = last_json_line(proc.stdout)
-    dry = last_json_line(run_cli("main", *args, f"--workdir={tmp_path / 'dry'}", "--dry_run",
-                                 "--config.mesh.data=2", "--config.mesh.tensor=4",
-                                 devices=8).stdout)
-    # MiniLM-L6 (22.8M params with the padded vocabulary) split four ways by `tensor`.
-    assert dry["params"] == 22_790_018
-    assert dry["params_bytes_per_device"] < 0.27 * 4 * dry["params"]
-    assert not (tmp_path / "dry").exists()
     # Same data, same init; the sums run in another order: losses agree to 1e-4.
     assert tensor["loss"] == pytest.approx(data["loss"], rel=1e-4)
     assert tensor["confusion_matrix"] == data["confusion_matrix"]

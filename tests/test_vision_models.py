@@ -65,33 +65,21 @@ def test_resnet_batch_stats_update_in_training_and_are_read_only_in_eval():
         model.apply({"params": variables["params"]}, x, train=False)
 
 
-def test_resnet_zero_init_residual_makes_every_block_start_as_its_shortcut():
-    from bigjax.models.resnet import _Block
+@pytest.mark.parametrize("kind, last", [("basic", "norm_1"), ("bottleneck", "norm_2")])
+def test_resnet_zero_init_residual_makes_every_block_start_as_its_shortcut(kind, last):
+    from bigjax.models.resnet import ResNet, _Block
 
-    def init(**extra):
-        model = models.build(ml_collections.ConfigDict(dict(
-            name="resnet", num_classes=10, variant="resnet18", stem="cifar", width=1, **extra)))
-        return model.init(jax.random.key(0), jnp.ones((1, 4, 4, 3)))["params"]
-
-    on, off = init(), init(zero_init_residual=False)
-    assert np.all(on["stage_1_block_1"]["norm_1"]["scale"] == 0)  # a basic block's last BN
-    assert np.all(on["stage_1_block_1"]["norm_0"]["scale"] == 1)
-    assert np.all(off["stage_1_block_1"]["norm_1"]["scale"] == 1)
-    # A bottleneck's last BN is its third; with it at zero the block is relu(x).
-    model = models.build(ml_collections.ConfigDict(dict(name="resnet", num_classes=10)))
     x = jax.random.normal(jax.random.key(1), (1, 4, 4, 8))
-
-    def norm(name, last=False):
-        return nn.BatchNorm(use_running_average=True,
-                            scale_init=nn.initializers.zeros if last and
-                            model.zero_init_residual else nn.initializers.ones, name=name)
-
-    def conv(features, kernel, strides=(1, 1), name=None):
-        return nn.Conv(features, kernel, strides, padding="SAME", use_bias=False, name=name)
-
-    block = _Block("bottleneck", 2, 1, norm, conv)
-    out, _ = block.init_with_output(jax.random.key(0), x)
-    np.testing.assert_allclose(out, jax.nn.relu(x), atol=1e-6)
+    for zero in (True, False):
+        model = ResNet(num_classes=10, zero_init_residual=zero)
+        block = _Block(kind, 8 if kind == "basic" else 2, 1, model.make_norm(train=False),
+                       model.make_conv())
+        out, variables = block.init_with_output(jax.random.key(0), x)
+        assert np.all(variables["params"][last]["scale"] == (0 if zero else 1))
+        if zero:  # the residual branch adds nothing: the block is relu(shortcut) = relu(x)
+            np.testing.assert_allclose(out, jax.nn.relu(x), atol=1e-6)
+        else:
+            assert not np.allclose(out, jax.nn.relu(x), atol=1e-3)
 
 
 @pytest.mark.slow
@@ -153,7 +141,10 @@ def test_dirac_init_passes_the_first_channels_through():
     y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
     np.testing.assert_allclose(y[..., :4], x, atol=1e-6)  # identity on the first 4 outputs
-    assert np.abs(np.asarray(kernel[..., 4:])).sum() > 0  # the rest stays random
+    # the rest: PyTorch's default init, U(+-1/sqrt(fan_in)), which the recipe's rates assume
+    big = np.asarray(dirac_init()(jax.random.key(0), (3, 3, 64, 256))[..., 64:])
+    assert np.abs(big).max() <= 1 / np.sqrt(9 * 64)
+    assert big.std() == pytest.approx(1 / np.sqrt(3 * 9 * 64), rel=0.02)
 
 
 def test_whitening_kernel_decorrelates_patches():

@@ -95,6 +95,33 @@ class ResNet(nn.Module):
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
 
+    def make_conv(self):
+        """`conv(features, kernel, strides=(1, 1), name=None) -> nn.Conv`: no bias, He
+        normal (fan out) init, padding k // 2 (so a stride halves the size)."""
+
+        def conv(features, kernel, strides=(1, 1), name=None):
+            return nn.Conv(features, kernel, strides, padding="SAME" if kernel == (1, 1) else
+                           [(k // 2, k // 2) for k in kernel], use_bias=False,
+                           kernel_init=nn.initializers.variance_scaling(2.0, "fan_out",
+                                                                        "normal"),
+                           dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+
+        return conv
+
+    def make_norm(self, train: bool):
+        """`norm(name, last=False) -> nn.BatchNorm`; a block's `last` one starts with a
+        zero scale under `zero_init_residual`."""
+
+        def norm(name, last=False):
+            zero = last and self.zero_init_residual
+            return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                                epsilon=self.bn_epsilon, dtype=self.dtype,
+                                param_dtype=self.param_dtype,
+                                scale_init=nn.initializers.zeros if zero else
+                                nn.initializers.ones, name=name)
+
+        return norm
+
     @nn.compact
     def __call__(self, inputs: jnp.ndarray, *, train: bool = False
                  ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
@@ -107,21 +134,7 @@ class ResNet(nn.Module):
                              f"shape {inputs.shape}.")
         stage_sizes, kind = VARIANTS[self.variant]
 
-        def conv(features, kernel, strides=(1, 1), name=None):
-            return nn.Conv(features, kernel, strides, padding="SAME" if kernel == (1, 1) else
-                           [(k // 2, k // 2) for k in kernel], use_bias=False,
-                           kernel_init=nn.initializers.variance_scaling(2.0, "fan_out",
-                                                                        "normal"),
-                           dtype=self.dtype, param_dtype=self.param_dtype, name=name)
-
-        def norm(name, last=False):
-            zero = last and self.zero_init_residual
-            return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                                epsilon=self.bn_epsilon, dtype=self.dtype,
-                                param_dtype=self.param_dtype,
-                                scale_init=nn.initializers.zeros if zero else
-                                nn.initializers.ones, name=name)
-
+        conv, norm = self.make_conv(), self.make_norm(train)
         x = inputs.astype(self.dtype)
         if self.stem == "imagenet":
             x = nn.relu(norm("stem_norm")(conv(self.width, (7, 7), (2, 2), name="stem")(x)))

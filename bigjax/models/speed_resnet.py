@@ -11,7 +11,8 @@ second conv). The whitening conv is initialised from the training images
 (`init_with_data`: the eigenvectors of their 2x2 patch covariance, scaled by
 1/sqrt(eigenvalue), and their negatives) and is meant to stay frozen
 (`config.optim.frozen`); the 3x3 convs start as identities on their first input
-channels (dirac init) plus the default random init elsewhere. BatchNorm has no scale
+channels (dirac init) plus PyTorch's default random init elsewhere (as the head: the
+recipe's learning rates assume its weight scale). BatchNorm has no scale
 (a bias only), as in airbench, so the weight norms are free and the biases carry the
 shift.
 """
@@ -33,11 +34,18 @@ from bigjax.models.patch_whitening import whitening_kernel
 WHITEN_KERNEL = 2
 
 
+# PyTorch's default init of convs and linear layers (kaiming_uniform with a=sqrt(5)):
+# U(-1/sqrt(fan_in), 1/sqrt(fan_in)), std 1/sqrt(3 fan_in), a third of LeCun normal's
+# variance. With scale-free BatchNorm the weights' norm sets the effective learning rate,
+# so the recipe's rates assume this init.
+TORCH_DEFAULT_INIT = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+
+
 def dirac_init(base=None):
-    """A conv kernel `[kh, kw, in, out]` drawn from `base` (None: LeCun normal), with its
-    first `min(in, out)` output channels replaced by identities (output j = input j at
-    the centre tap)."""
-    base = base or nn.initializers.lecun_normal()
+    """A conv kernel `[kh, kw, in, out]` drawn from `base` (None: PyTorch's default init),
+    with its first `min(in, out)` output channels replaced by identities (output j =
+    input j at the centre tap)."""
+    base = base or TORCH_DEFAULT_INIT
 
     def init(key, shape, dtype=jnp.float32):
         kernel = base(key, shape, dtype)
@@ -112,7 +120,8 @@ class SpeedResNet(nn.Module):
             y = act(self._norm(y, train, f"group_{i}_norm_1"))
             x = x + y if self.residual else y
         x = x.max(axis=(1, 2))
-        logits = nn.Dense(self.num_classes, use_bias=False, dtype=self.dtype,
+        logits = nn.Dense(self.num_classes, use_bias=False, kernel_init=TORCH_DEFAULT_INIT,
+                          dtype=self.dtype,
                           param_dtype=self.param_dtype, name="head")(x)
         return (logits * self.output_scale).astype(jnp.float32), {"pre_logits": x}
 
