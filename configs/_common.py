@@ -9,6 +9,10 @@ import ml_collections
 
 from bigjax import config_keys
 
+# Per-channel (R, G, B) pixel mean and std on a 0..1 scale, for pp.normalize="standardize".
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
 
 def variant_args(arg: str | None, known: set[str]) -> set[str]:
     """The comma-separated variant names in `arg` ("tuned,runlocal"); unknown ones are an

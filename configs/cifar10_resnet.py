@@ -17,15 +17,13 @@ loss; here they are for the mean loss (x1024 and /1024 of theirs in lr * wd term
 import _common
 import ml_collections
 
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
-
 
 def get_config(arg=None):
     args = _common.variant_args(arg, {"resnet18"})
     config = ml_collections.ConfigDict()
     config.data = dict(name="cifar10", input_shape=(32, 32, 3))
-    config.pp = dict(kind="image", normalize="standardize", mean=CIFAR_MEAN, std=CIFAR_STD,
+    config.pp = dict(kind="image", normalize="standardize", mean=_common.CIFAR_MEAN,
+                     std=_common.CIFAR_STD,
                      translate=2, translate_padding="reflect", flip=True)
     config.model = dict(name="speed_resnet", num_classes=10, widths=(64, 256, 256))
     config.task = "classification"

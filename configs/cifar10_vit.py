@@ -16,15 +16,13 @@ Offline the images come from $BIGJAX_DATA_DIR/cifar10_jpg/cifar10_jpg.tar, else 
 import _common
 import ml_collections
 
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
-
 
 def get_config(arg=None):
     args = _common.variant_args(arg, {"s4"})
     config = ml_collections.ConfigDict()
     config.data = dict(name="cifar10", input_shape=(32, 32, 3))
-    config.pp = dict(kind="image", normalize="standardize", mean=CIFAR_MEAN, std=CIFAR_STD,
+    config.pp = dict(kind="image", normalize="standardize", mean=_common.CIFAR_MEAN,
+                     std=_common.CIFAR_STD,
                      translate=4, translate_padding="reflect", flip=True, mixup=0.2)
     config.model = dict(name="vit", num_classes=10, variant="Ti/4", pool="gap", depth=6,
                         mlp_dim=384)

@@ -16,17 +16,14 @@ and flipped on the device. Top-5 accuracy and the confusion matrix are in the ev
 import _common
 import ml_collections
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 def get_config(arg=None):
     args = _common.variant_args(arg, set())
     config = ml_collections.ConfigDict()
     config.data = dict(name="imagenet2012", eval_split="validation", image_size=224,
                        host_crop_scale=(0.08, 1.0), workers=8)
-    config.pp = dict(kind="image", normalize="standardize", mean=IMAGENET_MEAN,
-                     std=IMAGENET_STD, flip=True)
+    config.pp = dict(kind="image", normalize="standardize", mean=_common.IMAGENET_MEAN,
+                     std=_common.IMAGENET_STD, flip=True)
     config.model = dict(name="resnet", num_classes=1000, variant="resnet50", stem="imagenet",
                         dtype="bfloat16")
     config.task = "classification"

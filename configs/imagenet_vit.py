@@ -13,9 +13,6 @@ flips and mixup 0.2, bfloat16 compute. (Their RandAugment(2, 10) is not in bigja
 import _common
 import ml_collections
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 def get_config(arg=None):
     args = _common.variant_args(arg, {"b16"})
