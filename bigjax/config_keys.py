@@ -171,10 +171,12 @@ OPTIM = Section("Optimizer, learning-rate schedule and regularization.", {
     "schedule": Key("str", "constant", "learning rate per step: constant (after any "
                     "warmup), or linear warmup then cosine / linear decay.",
                     choices=optim.SCHEDULES),
-    "warmup_steps": Key("int", None, "linear warmup from 0 over this many steps.",
-                        range=NON_NEGATIVE, nullable=True),
+    "warmup_steps": Key("int", None, "linear warmup over this many steps (from "
+                        "warmup_start_factor x the peak).", range=NON_NEGATIVE, nullable=True),
     "warmup_epochs": Key("float", None, "warmup as epochs (set only one of the two).",
                          range=NON_NEGATIVE, nullable=True),
+    "warmup_start_factor": Key("float", 0.0, "the warmup's first learning rate, as a "
+                               "fraction of the peak (airbench: 0.2).", range=Range(0, 1)),
     "end_lr_factor": Key("float", 0.0, "final learning rate of a decaying schedule, as a "
                          "fraction of the peak.", range=Range(0, 1)),
     "weight_decay": Key("float", 0.0, "decoupled for adam/adamw, added to the gradient for "

@@ -8,6 +8,7 @@ preprocessing, optimizer and the abstract (born-sharded) train state.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -24,7 +25,7 @@ from bigjax.pp.host_crop import HostCrop
 from bigjax.pp.lm_tokenizer import LMTokenizer
 from bigjax.pp.subword_tokenizer import SubwordTokenizer
 from bigjax.tasks.base import Task
-from bigjax.train_state import abstract_state, make_init_fn, make_variables_init
+from bigjax.train_state import abstract_state, init_opt_state, make_init_fn, make_variables_init
 
 DATA_INIT_EXAMPLES = 5000  # training examples a data-dependent init looks at
 
@@ -76,7 +77,9 @@ class Experiment(ModelParts):
         if not hasattr(self.model, "init_with_data"):
             return state
         params = self.init_params_with_data(state.params)
-        opt_state = jax.jit(self.tx.init, out_shardings=self.state_shardings.opt_state)(params)
+        opt_state = jax.jit(functools.partial(init_opt_state, self.tx),
+                            out_shardings=self.state_shardings.opt_state)(params,
+                                                                          state.model_state)
         return state.replace(params=params, opt_state=opt_state)
 
     def init_params_with_data(self, params: Any) -> Any:

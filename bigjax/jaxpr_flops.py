@@ -125,7 +125,9 @@ def _count_scan(eqn, ins: list[bool]) -> Flops:
     iteration does in the next (iterated to the fixed point; such a carry then counts as
     trained in every iteration, the first included: a slight overcount)."""
     body = _closed(eqn.params["jaxpr"])
-    consts, carry = eqn.params["num_consts"], eqn.params["num_carry"]
+    consts, carry = eqn.params.get("num_consts"), eqn.params.get("num_carry")
+    if consts is None or carry is None:  # a jax naming them otherwise: all inputs trained
+        return _count(body, [True] * len(body.invars))[0].times(eqn.params["length"])
     trained = list(ins)
     while True:
         flops, outs = _count(body, trained)

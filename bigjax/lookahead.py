@@ -7,6 +7,12 @@ the params the inner optimizer just produced) and the params are set to them, wi
 near the end they are an average over the last few hundred steps. At the last step the
 params become the slow weights. The transformation goes last in the optax chain; its
 state holds one float32 copy of the params.
+
+The model state (BatchNorm running statistics) is pulled the same way, as airbench
+averages every buffer of the network: statistics measured with the fast weights would
+not fit the slow ones the model ends on. Optax sees only the params, so the train step
+calls `sync_model_state` after the update, and the state's slow copy of the model state
+is put in by `attach_model_state` once the optimizer state is built.
 """
 
 from __future__ import annotations
@@ -17,12 +23,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
+NO_SYNC = -1.0  # `LookaheadState.decay` of an update that did not pull
+
 
 class LookaheadState(NamedTuple):
-    """`slow`: the slow weights (a tree like the params); `count`: updates so far."""
+    """`slow`: the slow weights (a tree like the params); `count`: updates so far;
+    `decay`: the decay the last update pulled with (`NO_SYNC`: it did not pull);
+    `slow_model_state`: the model state's slow copy (float32; `()` until attached)."""
 
     slow: Any
     count: jax.Array
+    decay: jax.Array
+    slow_model_state: Any = ()
 
 
 def lookahead(every: int, final_decay: float, total_steps: int) -> optax.GradientTransformation:
@@ -33,7 +45,8 @@ def lookahead(every: int, final_decay: float, total_steps: int) -> optax.Gradien
 
     def init(params):
         return LookaheadState(slow=jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params),
-                              count=jnp.zeros((), jnp.int32))
+                              count=jnp.zeros((), jnp.int32),
+                              decay=jnp.asarray(NO_SYNC, jnp.float32))
 
     def update(updates, state, params=None):
         if params is None:
@@ -53,6 +66,56 @@ def lookahead(every: int, final_decay: float, total_steps: int) -> optax.Gradien
         treedef = jax.tree.structure(updates)
         new_updates = jax.tree.unflatten(treedef, [o[0] for o in treedef.flatten_up_to(out)])
         slow = jax.tree.unflatten(treedef, [o[1] for o in treedef.flatten_up_to(out)])
-        return new_updates, LookaheadState(slow=slow, count=count)
+        return new_updates, state._replace(slow=slow, count=count,
+                                           decay=jnp.where(sync, decay, NO_SYNC))
 
     return optax.GradientTransformation(init, update)
+
+
+def _is_lookahead(x: Any) -> bool:
+    return isinstance(x, LookaheadState)
+
+
+def _float32_copy(x: jax.Array) -> jax.Array:
+    return jnp.asarray(x, jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+
+def attach_model_state(opt_state: Any, model_state: Any) -> Any:
+    """`opt_state` with every `LookaheadState`'s slow model state set to a float32 copy
+    of `model_state`; unchanged without lookahead."""
+    def attach(s):
+        if not _is_lookahead(s):
+            return s
+        return s._replace(slow_model_state=jax.tree.map(_float32_copy, model_state))
+
+    return jax.tree.map(attach, opt_state, is_leaf=_is_lookahead)
+
+
+def sync_model_state(opt_state: Any, model_state: Any) -> tuple[Any, Any]:
+    """After an update: where the lookahead pulled the params, pull the model state's
+    float leaves the same way (slow <- decay * slow + (1 - decay) * model state; model
+    state <- slow). Returns `(opt_state, model_state)`; unchanged without lookahead."""
+    found = [s for s in jax.tree.leaves(opt_state, is_leaf=_is_lookahead) if _is_lookahead(s)]
+    if not found or not jax.tree.leaves(model_state):
+        return opt_state, model_state
+    if len(found) > 1:
+        raise ValueError("sync_model_state: the optimizer chain holds more than one lookahead.")
+    state = found[0]
+    sync, decay = state.decay >= 0, state.decay
+
+    def pull(m, s):
+        if not jnp.issubdtype(m.dtype, jnp.floating):
+            return m, s
+        new_slow = jnp.where(sync, decay * s + (1 - decay) * m.astype(jnp.float32), s)
+        return jnp.where(sync, new_slow.astype(m.dtype), m), new_slow
+
+    out = jax.tree.map(pull, model_state, state.slow_model_state)
+    treedef = jax.tree.structure(model_state)
+    pairs = treedef.flatten_up_to(out)
+    new_model_state = jax.tree.unflatten(treedef, [p[0] for p in pairs])
+    slow = jax.tree.unflatten(treedef, [p[1] for p in pairs])
+
+    def replace(s):
+        return s._replace(slow_model_state=slow) if _is_lookahead(s) else s
+
+    return jax.tree.map(replace, opt_state, is_leaf=_is_lookahead), new_model_state

@@ -38,16 +38,17 @@ def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.S
     lr, warmup = optim.learning_rate, int(optim.get("warmup_steps") or 0)
     name = optim.get("schedule", "constant")
     final = lr * optim.get("end_lr_factor", 0.0)
+    start = lr * (optim.get("warmup_start_factor") or 0.0)
     if name == "constant":
         return optax.constant_schedule(lr) if not warmup else optax.join_schedules(
-            [optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)], [warmup])
+            [optax.linear_schedule(start, lr, warmup), optax.constant_schedule(lr)], [warmup])
     if warmup >= total_steps:
         raise ValueError(f"warmup_steps={warmup} must be below the {total_steps} total steps.")
     if name == "warmup_cosine":
-        return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, total_steps, final)
+        return optax.warmup_cosine_decay_schedule(start, lr, warmup, total_steps, final)
     if name == "warmup_linear":
         return optax.join_schedules(
-            [optax.linear_schedule(0.0, lr, warmup),
+            [optax.linear_schedule(start, lr, warmup),
              optax.linear_schedule(lr, final, total_steps - warmup)], [warmup])
     if name == "warmup_rsqrt":
         if not warmup:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -30,6 +31,7 @@ from bigjax import (
     param_lr,
     run_files,
     sharding,
+    train_state,
 )
 from bigjax.checkpoint import Checkpointer
 from bigjax.experiment import Experiment, build_experiment, save_tokenizer
@@ -192,12 +194,13 @@ def load_init_from(exp: Experiment, state: TrainState, source: str) -> TrainStat
                          "check that it holds the same architecture.")
     init_from.check_body_loaded(source, report, getattr(exp.model, "HEAD_MODULES", ()),
                                 exp.config.init_from_partial)
-    opt_state = jax.jit(exp.tx.init, out_shardings=exp.state_shardings.opt_state)(params)
     model_state = init_from.read_workdir_model_state(source, state.model_state)
     if model_state is not None:
         log.info("init_from %s: loaded the model state (%s).", source, ", ".join(model_state))
-    return state.replace(params=params, opt_state=opt_state,
-                         model_state=state.model_state if model_state is None else model_state)
+    model_state = state.model_state if model_state is None else model_state
+    opt_state = jax.jit(functools.partial(train_state.init_opt_state, exp.tx),
+                        out_shardings=exp.state_shardings.opt_state)(params, model_state)
+    return state.replace(params=params, opt_state=opt_state, model_state=model_state)
 
 
 # --------------------------------------------------------------------------- loop

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bigjax import sharding
+from bigjax import lookahead, sharding
 
 
 @flax.struct.dataclass
@@ -58,9 +58,15 @@ def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, sample_inpu
         variables = init_variables(init_rng)
         params = variables.pop("params")
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=variables,
-                          opt_state=tx.init(params), rng=state_rng)
+                          opt_state=init_opt_state(tx, params, variables), rng=state_rng)
 
     return init
+
+
+def init_opt_state(tx: optax.GradientTransformation, params: Any, model_state: Any) -> Any:
+    """`tx.init(params)`, with a lookahead's slow copy of `model_state` put in (see
+    `bigjax.lookahead`)."""
+    return lookahead.attach_model_state(tx.init(params), model_state)
 
 
 def abstract_state(init_fn, mesh, rules) -> tuple[Any, Any]:

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from bigjax import optim, sharding
+from bigjax import lookahead, optim, sharding
 from bigjax.forward import forward
 from bigjax.train_state import TrainState
 
@@ -96,6 +96,7 @@ def make_step_fn(model, task, preprocess, tx: optax.GradientTransformation,
                                                               batch, dropout_rng)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        opt_state, model_state = lookahead.sync_model_state(opt_state, model_state)
         metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads),
                    "learning_rate": schedule(state.step)}
         return state.replace(step=state.step + 1, params=params, model_state=model_state,

@@ -32,8 +32,8 @@ def get_config(arg=None):
     # loss; its decay per step lr * wd = 0.0153 * 1024 / 7851 = 2.0e-3 -> wd = 1.33e-3.
     config.optim = dict(name="sgd", learning_rate=1.5, momentum=0.85, nesterov=True,
                         weight_decay=1.33e-3, schedule="warmup_linear", warmup_epochs=2.3,
-                        end_lr_factor=0.07, frozen="whiten/kernel",
-                        lr_multipliers={r"norm_\d/bias|whiten/bias": 64.0},
+                        warmup_start_factor=0.2, end_lr_factor=0.07, frozen="whiten/kernel",
+                        lr_multipliers={r"norm_\d/bias": 64.0},
                         lookahead_every=5)
     config.batch_size = 1024
     config.eval_batch_size = 1000

@@ -2,7 +2,8 @@
 per device and MFU, as training measures them; with `--peers`, the PyTorch and Keras
 comparisons of the other bench scripts.
 
-    python scripts/bench.py [--steps 50] [--families mlp,cnn,bert,gpt,transformer] [--peers]
+    python scripts/bench.py [--steps 50] [--families mlp,cnn,bert,gpt,transformer,resnet,vit]
+                            [--peers] [--sizes cpu|accelerator]
     python scripts/bench.py --smoke      # seconds: smallest size of each family, 5 steps (CI)
     python scripts/bench.py --smoke --peers   # also the peer scripts' own --smoke runs
 
@@ -21,7 +22,15 @@ Families and sizes (`SIZES`: a real config of configs/ with overrides for the si
         full rows of 32 source + 32 decoder tokens (no length buckets, so the timed shape
         is the counted one): small (3+3 layers x 256) at batch 32 and 128 (the config),
         base (6+6 x 512) at batch 32.
-  Added with their issues (not in bigjax yet): ResNet, ViT.
+  resnet configs/cifar10_resnet.py on CIFAR-10: the speed-run ResNet at batch 32 and 256,
+        ResNet-18 with the CIFAR stem (`:resnet18`) at batch 64.
+  vit   configs/cifar10_vit.py on CIFAR-10: the config's Ti/4 (6 x 192) at batch 16 and
+        128, S/4 (12 x 384) at batch 32.
+`--sizes accelerator` measures one GPU/TPU chip's rows instead (`ACCELERATOR_SIZES`, all
+bfloat16): GPT-2 small at batch 16 and medium at batch 8 (context 1024, cuDNN attention,
+no remat, configs/gpt_pretrain.py), the speed-run ResNet at its batch 1024, ResNet-50 and
+ViT-B/16 at 224 px, batch 128 (configs/imagenet_*.py, on synthetic images: ImageNet has
+no offline copy).
 MLP and CNN use MNIST rather than the 8x8 digits so the images have a realistic size; the
 digits set would make every convolution 12x smaller.
 
@@ -88,7 +97,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # measure this checkout's bigjax, not another installed one
 SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
-FAMILIES = ("mlp", "cnn", "bert", "gpt", "transformer")
+FAMILIES = ("mlp", "cnn", "bert", "gpt", "transformer", "resnet", "vit")
 WARMUP = 2  # untimed steps after the compile
 SMOKE_STEPS = 5
 TOTAL_STEPS, WARMUP_STEPS = 1000, 10  # the schedule of every row (the lr never 0 when timed)
@@ -97,7 +106,8 @@ TEXT_BATCHES = 8  # distinct batches of a text row (its data is tokenized at sta
 DATA_FILES = {"mlp": "mnist/train-images-idx3-ubyte.gz",
               "cnn": "mnist/train-images-idx3-ubyte.gz",
               "bert": "imdb/aclImdb_v1.tar.gz", "gpt": "tiny_shakespeare/input.txt",
-              "transformer": "multi30k/train.en.gz"}
+              "transformer": "multi30k/train.en.gz",
+              "resnet": "cifar10_jpg/cifar10_jpg.tar", "vit": "cifar10_jpg/cifar10_jpg.tar"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +150,35 @@ SIZES: tuple[Size, ...] = (
     Size("transformer", "small 3+3x256, 32+32 tokens (config)", TRANSFORMER, PAIR_ROWS),
     Size("transformer", "base 6+6x512, 32+32 tokens", TRANSFORMER,
          (("model.variant", "base"), *PAIR_ROWS, ("batch_size", "32"))),
+    Size("resnet", "speed-run ResNet, CIFAR-10, batch 32", "configs/cifar10_resnet.py",
+         (("batch_size", "32"),)),
+    Size("resnet", "speed-run ResNet, CIFAR-10, batch 256", "configs/cifar10_resnet.py",
+         (("batch_size", "256"),)),
+    Size("resnet", "ResNet-18 (CIFAR stem), batch 64", "configs/cifar10_resnet.py:resnet18",
+         (("batch_size", "64"),)),
+    Size("vit", "Ti/4 6x192 (config), CIFAR-10, batch 16", "configs/cifar10_vit.py",
+         (("batch_size", "16"),)),
+    Size("vit", "Ti/4 6x192 (config), CIFAR-10, batch 128", "configs/cifar10_vit.py",
+         (("batch_size", "128"),)),
+    Size("vit", "S/4 12x384, CIFAR-10, batch 32", "configs/cifar10_vit.py:s4",
+         (("batch_size", "32"),)),
+)
+# `--sizes accelerator`: one GPU/TPU chip's sizes, in bfloat16 (ImageNet rows on synthetic
+# images unless tfds has imagenet2012 prepared: no offline copy exists).
+GPT2 = "configs/gpt_pretrain.py"
+GPT2_ROW = (("model.remat", "False"), ("model.scan_layers", "False"),
+            ("model.attention_impl", "cudnn"), ("mesh.fsdp", "1"))
+ACCELERATOR_SIZES: tuple[Size, ...] = (
+    Size("gpt", "GPT-2 small 12x768, context 1024, batch 16", f"{GPT2}:gpt2",
+         (*GPT2_ROW, ("batch_size", "16"))),
+    Size("gpt", "GPT-2 medium 24x1024, context 1024, batch 8", f"{GPT2}:gpt2-medium",
+         (*GPT2_ROW, ("batch_size", "8"))),
+    Size("resnet", "speed-run ResNet, CIFAR-10, batch 1024", "configs/cifar10_resnet.py",
+         (("model.dtype", "bfloat16"),)),
+    Size("resnet", "ResNet-50, 224px, batch 128", "configs/imagenet_resnet50.py",
+         (("batch_size", "128"),)),
+    Size("vit", "ViT-B/16, 224px, batch 128", "configs/imagenet_vit.py:b16",
+         (("batch_size", "128"),)),
 )
 # The peer scripts and their few-steps options (`--smoke` replaces them by `--smoke`).
 PEER_ARGS = {
@@ -205,6 +244,18 @@ def use_synthetic_data(family: str, config, folder: str) -> str | None:
                                 config.data.name)
 
         datasets.LOADERS[config.data.name] = texts
+        return None
+    if family in ("resnet", "vit"):
+        from bigjax.datasets import image_sets
+
+        def image_set(name, split, data_dir, prepared_dir, image_size=None) -> ArrayDataset:
+            n, side = 1024, image_size or 32
+            classes = image_sets.SETS[name].num_classes
+            return ArrayDataset({"image": rng.integers(0, 256, (n, side, side, 3), np.uint8),
+                                 "label": rng.integers(0, classes, n).astype(np.int32)},
+                                classes, name)
+
+        image_sets.load = image_set
         return None
     letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
     if family == "transformer":
@@ -296,8 +347,8 @@ def child_row(spec: dict) -> dict:
         "step_ms": 1e3 * step_s, "compile_s": compile_s, "build_s": build_s,
         "examples_per_s": scalars["perf/examples_per_sec"],
         "tokens_per_s": scalars.get("perf/tokens_per_sec"),
-        "tflops_per_s_per_device": scalars["perf/tflops_per_sec_per_device"],
-        "mfu": scalars["perf/mfu"], "flops_per_step": throughput.flops_per_step,
+        "tflops_per_s_per_device": scalars.get("perf/tflops_per_sec_per_device"),
+        "mfu": scalars.get("perf/mfu"), "flops_per_step": throughput.flops_per_step,
         "flops_basis": throughput.flops_basis, "xla_flops_per_step": xla,
         "peak_per_device": throughput.peak_per_device, "peak_source": throughput.peak_source,
         "devices": throughput.num_devices, "dtype": str(config.model.dtype),
@@ -337,11 +388,12 @@ def data_root() -> str | None:
     return None
 
 
-def plan(families: list[str], smoke: bool) -> list[Size]:
-    """The rows to measure: every size of `families` (smoke: the first, smallest, of each)."""
+def plan(families: list[str], smoke: bool, accelerator: bool = False) -> list[Size]:
+    """The rows to measure: every size of `families` (smoke: the first, smallest, of each)
+    among `SIZES`, or `ACCELERATOR_SIZES` with `accelerator`."""
     rows = []
     for family in families:
-        sizes = [s for s in SIZES if s.family == family]
+        sizes = [s for s in (ACCELERATOR_SIZES if accelerator else SIZES) if s.family == family]
         rows.extend(sizes[:1] if smoke else sizes)
     return rows
 
@@ -466,10 +518,13 @@ def parent_main(args: argparse.Namespace) -> int:
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown or not families:
         raise SystemExit(f"--families: unknown {unknown}; choose from {list(FAMILIES)}.")
-    sizes = plan(families, args.smoke)
+    sizes = plan(families, args.smoke, args.sizes == "accelerator")
+    if not sizes:
+        raise SystemExit(f"--sizes {args.sizes} has no rows for --families {args.families}.")
     root = data_root()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "JAX_ENABLE_COMPILATION_CACHE": "false"}
-    env.setdefault("JAX_PLATFORMS", "cpu")
+    if args.sizes == "cpu":
+        env.setdefault("JAX_PLATFORMS", "cpu")
     if root:
         env["BIGJAX_DATA_DIR"] = root
         os.environ["BIGJAX_DATA_DIR"] = root  # this process resolves the configs too
@@ -482,7 +537,8 @@ def parent_main(args: argparse.Namespace) -> int:
               f"{peak_run['device_kind']})", flush=True)
     rows = []
     for size in sizes:
-        synthetic = not (root and os.path.isfile(os.path.join(root, DATA_FILES[size.family])))
+        synthetic = not (root and os.path.isfile(os.path.join(root, DATA_FILES[size.family]))) \
+            or "imagenet" in size.config
         dtype = dtype_of[size]
         spec = {"kind": "row", "size": dataclasses.asdict(size), "steps": args.steps,
                 "peak": peaks[dtype]["flops"], "synthetic": synthetic}
@@ -504,7 +560,7 @@ def parent_main(args: argparse.Namespace) -> int:
                "device_kind": peak_run["device_kind"]}
     summary = {"rows": rows, "peaks": peaks, "steps": args.steps, "warmup": WARMUP,
                "smoke": args.smoke, "families": families,
-               "not_yet_in_bigjax": ["resnet", "vit"],
+               "sizes": args.sizes,
                "step_time": "mean: wall time of the timed steps / steps",
                "machine": machine, "loadavg_start": list(load_start),
                "loadavg_end": list(os.getloadavg()), "wall_s": time.perf_counter() - start,
@@ -549,6 +605,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peers", action="store_true",
                         help="also run scripts/bench_mnist.py, bench_bert.py and bench_gpt.py "
                         "and print bigjax's ratios against PyTorch and Keras")
+    parser.add_argument("--sizes", choices=("cpu", "accelerator"), default="cpu",
+                        help="cpu: the rows for a CPU (SIZES); accelerator: one GPU/TPU "
+                        "chip's (ACCELERATOR_SIZES: GPT-2 small/medium, ResNet-50, ViT-B/16, "
+                        "bfloat16), on the default backend")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.smoke:

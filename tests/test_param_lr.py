@@ -193,3 +193,40 @@ def test_lookahead_pulls_the_params_to_slow_weights_and_ends_on_them():
     # at the slow weights: 5 * (1 - 0.5 / 8) = 4.6875 after the pull at step 5, never
     # updated at the end (the final decay is 1).
     np.testing.assert_allclose(params["w"], 5 * (1 - final / 8))
+
+
+def test_lookahead_pulls_the_model_state_with_the_params():
+    """BatchNorm running statistics follow the params to the slow weights (airbench
+    averages every buffer); without `sync_model_state` they would stay the fast ones."""
+    from bigjax import lookahead, train_state
+
+    total, every, final = 10, 5, 0.5
+    params = {"w": jnp.zeros((2,))}
+    tx, _ = optim.make_optimizer(_optim(name="sgd", learning_rate=1.0, momentum=None,
+                                        weight_decay=0.0, grad_clip_norm=None,
+                                        lookahead_every=every, lookahead_decay=final), total)
+    model_state = {"batch_stats": {"mean": jnp.zeros((2,)), "count": jnp.zeros((), jnp.int32)}}
+    state = train_state.init_opt_state(tx, params, model_state)
+    for step in range(1, total + 1):
+        # the step's "running mean" is what the forward pass saw plus the step: the fast
+        # params the lookahead mixes at a pull; the int leaf counts steps
+        model_state = {"batch_stats": {"mean": params["w"] + 1.0,
+                                       "count": model_state["batch_stats"]["count"] + 1}}
+        updates, state = tx.update({"w": -jnp.ones((2,))}, state, params)
+        params = optax.apply_updates(params, updates)
+        state, model_state = lookahead.sync_model_state(state, model_state)
+        # between pulls both are the fast values, at a pull both the slow ones
+        np.testing.assert_allclose(model_state["batch_stats"]["mean"], params["w"],
+                                   rtol=1e-6, err_msg=f"step {step}")
+    assert int(model_state["batch_stats"]["count"]) == total  # non-float leaves untouched
+    np.testing.assert_allclose(model_state["batch_stats"]["mean"], 5 * (1 - final / 8))
+
+
+def test_sync_model_state_without_lookahead_changes_nothing():
+    from bigjax import lookahead, train_state
+
+    tx, _ = optim.make_optimizer(_optim(name="sgd", learning_rate=1.0, momentum=0.9,
+                                        weight_decay=0.0, grad_clip_norm=None), 10)
+    model_state = {"batch_stats": {"mean": jnp.ones((2,))}}
+    state = train_state.init_opt_state(tx, {"w": jnp.zeros((2,))}, model_state)
+    assert lookahead.sync_model_state(state, model_state) == (state, model_state)

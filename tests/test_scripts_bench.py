@@ -1,4 +1,5 @@
-"""scripts/bench.py --smoke: the smallest size of every model family (MLP, CNN, BERT, GPT),
+"""scripts/bench.py --smoke: the smallest size of every model family (MLP, CNN, BERT, GPT,
+encoder-decoder, ResNet, ViT),
 its train step built as training builds it and timed for 5 steps, each in its own process;
 the script prints a markdown table and a JSON line whose numbers agree with each other
 (about 20 s on 2 idle cores, 35 s under load). Without the offline data a family runs on
@@ -19,7 +20,7 @@ import pytest
 from conftest import REPO, cli_env
 
 SCRIPT = os.path.join(REPO, "scripts", "bench.py")
-FAMILIES = ["mlp", "cnn", "bert", "gpt", "transformer"]
+FAMILIES = ["mlp", "cnn", "bert", "gpt", "transformer", "resnet", "vit"]
 CONTEXT = {"bert": 128, "gpt": 64, "transformer": 64}  # tokens per example of the smoke rows
 COLUMNS = ["family", "size", "params", "batch", "step ms", "examples/s", "tokens/s",
            "GFLOP/step", "TFLOP/s/device", "MFU", "compile s", "CPU/wall", "data"]
@@ -100,8 +101,13 @@ def test_every_size_is_a_valid_config_and_smoke_takes_the_first_of_each_family()
     assert [s.family for s in bench.plan(bench.FAMILIES, smoke=True)] == FAMILIES
     assert len(bench.plan(["gpt", "mlp"], smoke=False)) == sum(
         s.family in ("gpt", "mlp") for s in bench.SIZES)
-    for size in bench.SIZES:  # overrides name real keys; the run's settings apply
+    accelerator = bench.plan(bench.FAMILIES, smoke=False, accelerator=True)
+    assert accelerator == list(bench.ACCELERATOR_SIZES) and not set(accelerator) & set(
+        bench.SIZES)
+    for size in (*bench.SIZES, *accelerator):  # overrides name real keys; the run's apply
         config = bench.size_config(size, peak=1e11)
+        if size in accelerator:
+            assert config.model.dtype == "bfloat16", size
         assert config.total_steps == bench.TOTAL_STEPS and config.steps_per_call == 1
         assert config.peak_flops_per_device == 1e11, size
         for key, value in size.overrides:
