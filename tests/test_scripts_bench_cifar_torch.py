@@ -1,0 +1,59 @@
+"""scripts/bench_cifar_torch.py: airbench's recipe in PyTorch on the offline CIFAR-10 tar,
+the peer of configs/cifar10_resnet.py. `--smoke` trains a small subset for one epoch on
+the CPU; the whitening init is checked in-process."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, cli_env
+
+SCRIPT = os.path.join(REPO, "scripts", "bench_cifar_torch.py")
+torch = pytest.importorskip("torch",
+                            reason="the PyTorch peer needs torch (pip install -e '.[bench]')")
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("bench_cifar_torch", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_whitening_init_whitens_the_patches():
+    """The frozen first conv maps the images' 2x2 patches to (nearly) unit variance and
+    no correlation on its first 12 channels (the negated copies mirror them)."""
+    script = load_script()
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(256, 3, 32, 32, generator=gen)
+    images = base + 0.8 * base.roll(1, dims=3)  # correlated neighbours and channels
+    net = script.build_net(torch, torch.nn, torch.nn.functional)
+    script.init_whitening(torch, net.whiten, images)
+    with torch.no_grad():
+        out = torch.nn.functional.conv2d(images, net.whiten.weight)  # no bias: zero
+    flat = out.permute(0, 2, 3, 1).reshape(-1, 24).double()
+    cov = (flat.T @ flat / len(flat)).numpy()
+    np.testing.assert_allclose(cov[:12, :12], np.eye(12), atol=0.02)
+    np.testing.assert_allclose(cov[12:, 12:], cov[:12, :12], atol=1e-6)
+    assert not np.allclose(np.cov(images.unfold(2, 2, 1).unfold(3, 2, 1).permute(
+        0, 2, 3, 1, 4, 5).reshape(-1, 12).T.numpy()), np.eye(12), atol=0.1)
+
+
+@pytest.mark.slow
+def test_smoke_trains_and_reports_accuracies(real_data_dir):
+    proc = subprocess.run([sys.executable, SCRIPT, "--smoke"], cwd=REPO,
+                          env=cli_env(BIGJAX_DATA_DIR=real_data_dir), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["smoke"] and result["images"] == {"train": 512, "test": 256}
+    (run,) = result["runs"]
+    assert run["steps"] == 512 // 64 and run["train_s"] > 0
+    for key in ("accuracy", "accuracy_tta"):
+        assert 0 <= run[key] <= 1 and (run[key] * 256) == pytest.approx(round(run[key] * 256))
+    assert "seed 0: 8 steps" in proc.stdout
