@@ -83,7 +83,9 @@ def test_a_wait_while_the_devices_still_compute_is_not_counted(tmp_path, monkeyp
         rates = [json.loads(line)["train/steps_per_sec"] for line in f if "train/loss" in line]
     for fraction, steps_per_sec in list(zip(fractions, rates, strict=True))[1:]:
         loop_wait = delay * steps_per_sec  # the share of the time the loop waited
-        assert loop_wait > 0.15  # each ~0.1 s step waited 0.03 s for its batch
+        # each ~0.1 s step waited 0.03 s for its batch (less of it when the cores are
+        # shared and the step slower; the bound below scales with it)
+        assert loop_wait > 0.05
         assert fraction < 0.5 * loop_wait, (fractions, rates)
 
 
