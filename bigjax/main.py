@@ -16,11 +16,13 @@ checkpoint: rerun the same command to resume (schedulers may requeue on 75).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
 import sys
 import traceback
+import warnings
 
 from bigjax import config_cli
 
@@ -83,10 +85,17 @@ def setup_logging() -> None:
 
 
 def print_error(err: BaseException) -> None:
-    """One `error: ...` line on stderr (the traceback first with BIGJAX_TRACEBACK=1)."""
+    """One `error: ...` line on stderr (the traceback first with BIGJAX_TRACEBACK=1), as
+    the last line: the objects the failed run left behind are collected first, and the
+    warnings their finalizers may give then or at exit (an asynchronous checkpoint read
+    cut short leaves a coroutine that was never awaited) are not shown."""
     if os.environ.get("BIGJAX_TRACEBACK"):
         traceback.print_exception(err)
-    print(f"error: {err}", file=sys.stderr)
+    else:
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", category=ResourceWarning)
+        gc.collect()
+    print(f"error: {err}", file=sys.stderr, flush=True)
 
 
 def run_and_print(job) -> int:

@@ -2,11 +2,14 @@
 
 import glob
 import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import numpy as np
 
-from conftest import checkpoint_steps, last_json_line, read_state, run_cli
+from conftest import REPO, checkpoint_steps, last_json_line, read_state, run_cli
 
 
 def _sgd_run(workdir: str, learning_rate: str, *extra: str):
@@ -125,3 +128,32 @@ def test_a_diverging_loss_stops_the_run_and_names_a_checkpoint_it_vouches_for(tm
     # Checkpoint bad - 1 holds the params that gave the bad loss: it is not named good.
     assert max(checkpoint_steps(workdir)) == bad - 1
     assert f"The newest good checkpoint is {bad - 2} (rerun with --step={bad - 2})" in line
+
+
+def test_the_error_line_stays_last_when_the_failed_run_leaves_a_pending_coroutine():
+    """An asynchronous read cut short by the error leaves a coroutine that was never
+    awaited; its warning, printed when the collector frees it at exit, came after the
+    `error:` line once (CI, under load). `print_error` collects first, quietly."""
+    code = textwrap.dedent("""
+        import gc, sys
+        from bigjax.main import print_error
+        async def pending():
+            pass
+        class Holder:
+            pass
+        gc.disable()  # no collection between the failure and the error line
+        h = Holder(); h.me = h; h.coro = pending(); del h  # freed only by the collector
+        if sys.argv[1] == "plain":
+            print("error: boom", file=sys.stderr)
+        else:
+            print_error(ValueError("boom"))
+    """)
+    env = {**os.environ, "PYTHONPATH": REPO}
+    env.pop("BIGJAX_TRACEBACK", None)
+    lines = {}
+    for how in ("plain", "print_error"):
+        proc = subprocess.run([sys.executable, "-c", code, how], capture_output=True,
+                              text=True, env=env, timeout=120)
+        lines[how] = proc.stderr.strip().splitlines()
+    assert lines["plain"][0] == "error: boom" and "never awaited" in lines["plain"][-1]
+    assert lines["print_error"] == ["error: boom"]
