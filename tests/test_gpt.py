@@ -258,3 +258,46 @@ def test_samples_evaluator_takes_one_prompt_as_one_and_refuses_too_long_samples(
     assert evaluator(prompts=None, max_new_tokens=4).prompts == [tok.eot]  # unconditional
     with pytest.raises(ValueError, match="lower max_new_tokens"):
         evaluator(prompts=["ROMEO:"], max_new_tokens=45)  # 6 + 45 > 48 positions
+
+
+@pytest.mark.parametrize("causal,grouped", [(True, True), (False, False)])
+def test_attention_with_dropout_is_dot_product_attention_before_the_dropout(causal, grouped):
+    """The path that can drop attention probabilities computes, with the dropout an
+    identity, what `jax.nn.dot_product_attention` computes: grouped-query heads, the
+    causal mask and a key-padding mask."""
+    from bigjax.models.layers.causal_attention import attention_with_dropout
+
+    keys = jax.random.split(jax.random.PRNGKey(3), 3)
+    heads, kv_heads = 4, (2 if grouped else 4)
+    q = jax.random.normal(keys[0], (2, 7, heads, 8))
+    k = jax.random.normal(keys[1], (2, 7, kv_heads, 8))
+    v = jax.random.normal(keys[2], (2, 7, kv_heads, 8))
+    mask = jnp.asarray([[True] * 7, [False, False] + [True] * 5])[:, None, None, :]
+    expected = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=causal)
+    got = attention_with_dropout(q, k, v, mask, causal, lambda p: p)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_dropout_drops_probabilities_in_training_only():
+    """`attention_dropout_rate`: training outputs change with it (the residual dropout
+    is off), the same rng gives the same masks, and evaluation is untouched."""
+    ids = jnp.asarray(np.random.default_rng(0).integers(0, VOCAB, (2, 16)), jnp.int32)
+    plain, dropped = tiny(), tiny(attention_dropout_rate=0.5)
+    params = sharp_params(plain)
+
+    def logits(model, train, seed=0):
+        return model.apply({"params": params}, ids, train=train,
+                           rngs={"dropout": jax.random.PRNGKey(seed)})[0]
+
+    np.testing.assert_array_equal(logits(dropped, False), logits(plain, False))
+    np.testing.assert_array_equal(logits(plain, True), logits(plain, False))  # no dropout
+    assert float(jnp.abs(logits(dropped, True) - logits(plain, True)).max()) > 1e-2
+    np.testing.assert_array_equal(logits(dropped, True), logits(dropped, True))
+    assert float(jnp.abs(logits(dropped, True, 1) - logits(dropped, True, 0)).max()) > 1e-2
+    # under nn.scan and remat too (the dropout rng is split per layer)
+    scanned = tiny(attention_dropout_rate=0.5, scan_layers=True, remat=True)
+    stacked = {**params, "decoder": stack_layer_params(params["decoder"], 2)}
+    out = scanned.apply({"params": stacked}, ids, train=True,
+                        rngs={"dropout": jax.random.PRNGKey(0)})[0]
+    assert bool(jnp.isfinite(out).all())
+    assert float(jnp.abs(out - logits(plain, True)).max()) > 1e-2

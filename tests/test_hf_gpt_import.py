@@ -103,6 +103,27 @@ def test_llama_parity(tmp_path, scan_layers):
     _check_parity(tmp_path, model, scan_layers, f"llama tied scan_layers={scan_layers}")
 
 
+def test_llama3_rope_scaling_parity(tmp_path):
+    """Llama 3.1's rescaled rotary frequencies (rope_type "llama3"): with original length
+    32, low 1 and high 4, the 8 frequencies of a 16-wide head fall in all three bands
+    (wavelength 6.3 kept, 18 interpolated, 53 and longer stretched 8x). Ignoring the
+    scaling moves the logits well past the tolerance."""
+    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 32}
+    model = _save_tiny(tmp_path, "llama", rope_scaling=scaling)
+    kwargs, params = load_hf_gpt(str(tmp_path))
+    assert kwargs["rope_scaling"] == (8.0, 1.0, 4.0, 32)
+    ids = _ids(48)
+    expected = _hf_logits(model, ids)
+    for rope_scaling, close in ((kwargs["rope_scaling"], True), (None, False)):
+        logits, _ = GPT(**{**kwargs, "rope_scaling": rope_scaling}).apply(
+            {"params": params}, jnp.asarray(ids), train=False)
+        err = float(np.abs(np.asarray(logits) - expected).max())
+        assert (err < TOLERANCE) == close, (rope_scaling, err)
+        if not close:
+            assert err > 1e-3, err
+
+
 def test_llama_untied_parity(tmp_path):
     model = _save_tiny(tmp_path, "llama", tie_word_embeddings=False)
     params = _check_parity(tmp_path, model, False, "llama untied")
@@ -204,8 +225,12 @@ def test_config_errors():
     assert hf_config_to_kwargs(
         {**llama, "rope_parameters": {"rope_type": "default", "rope_theta": 7.0}}
     )["rope_theta"] == 7.0
-    with pytest.raises(ValueError, match="rope_scaling.*'llama3'"):
-        hf_config_to_kwargs({**llama, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}})
+    assert hf_config_to_kwargs({**llama, "rope_parameters": {
+        "rope_type": "llama3", "rope_theta": 7.0, "factor": 8, "low_freq_factor": 1,
+        "high_freq_factor": 4, "original_max_position_embeddings": 8192}})["rope_scaling"] \
+        == (8.0, 1.0, 4.0, 8192)
+    with pytest.raises(ValueError, match="rope_scaling.*'linear'.*'llama3'"):
+        hf_config_to_kwargs({**llama, "rope_scaling": {"rope_type": "linear", "factor": 8.0}})
     with pytest.raises(ValueError, match="rope_parameters.*'linear'"):
         hf_config_to_kwargs({**llama, "rope_parameters": {"rope_type": "linear"}})
     with pytest.raises(ValueError, match="attention_bias"):

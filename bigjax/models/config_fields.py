@@ -57,6 +57,9 @@ def _kind(hint) -> tuple[str, bool]:
         return hint.__name__, nullable
     if typing.get_origin(hint) in (Sequence, tuple, list) and typing.get_args(hint)[:1] == (int,):
         return "ints", nullable
+    if typing.get_origin(hint) in (Sequence, tuple, list) and typing.get_args(hint)[:1] == (
+            float,):
+        return "floats", nullable
     return "any", nullable
 
 

@@ -48,15 +48,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
                  max_len=1024, activation="gelu_tanh"),
     "gpt2-medium": dict(num_layers=24, hidden=1024, heads=16, mlp_dim=4096, vocab_size=50257,
                         max_len=1024, activation="gelu_tanh"),
-    # Llama 3.2 1B's shape (rotary, grouped-query attention, SwiGLU, RMSNorm, tied).
+    # Llama 3.2 1B's shape (rotary with Llama 3.1's rescaling, grouped-query attention,
+    # SwiGLU, RMSNorm, tied).
     "llama-1b": dict(num_layers=16, hidden=2048, heads=32, kv_heads=8, mlp_dim=8192,
                      vocab_size=128256, max_len=8192, position="rotary", rope_theta=500000.0,
+                     rope_scaling=(32.0, 1.0, 4.0, 8192),
                      activation="swiglu", norm="rms_norm", use_bias=False),
 }
 DEFAULTS: dict[str, Any] = dict(vocab_size=None, max_len=1024, kv_heads=None,
-                                position="learned", rope_theta=10000.0, tie_embeddings=True,
+                                position="learned", rope_theta=10000.0, rope_scaling=None,
+                                tie_embeddings=True,
                                 activation="gelu", norm="layer_norm", norm_eps=1e-5,
-                                use_bias=True, dropout_rate=0.0)
+                                use_bias=True, dropout_rate=0.0, attention_dropout_rate=0.0)
 SIZE_KEYS = (*DEFAULTS, "num_layers", "hidden", "heads", "mlp_dim")
 
 
@@ -88,6 +91,9 @@ class GPT(nn.Module):
       mlp_dim: hidden width of each MLP (None: the variant's).
       position: "learned" position embeddings (GPT-2) or "rotary" (Llama).
       rope_theta: RoPE base of rotary positions.
+      rope_scaling: Llama 3.1's long-context rescaling of the RoPE frequencies, as
+        (factor, low_freq_factor, high_freq_factor, original_max_len); None: unscaled.
+        Llama 3.2 1B has (32, 1, 4, 8192); Hugging Face imports set it.
       tie_embeddings: the output projection is the word embedding matrix (else its own
         ``lm_head``).
       activation: MLP nonlinearity: "gelu" (exact), "gelu_tanh" (GPT-2) or "swiglu"
@@ -96,6 +102,8 @@ class GPT(nn.Module):
       norm_eps: the norms' epsilon.
       use_bias: biases in the projections and LayerNorms.
       dropout_rate: dropout on the embeddings and every residual branch.
+      attention_dropout_rate: dropout on the attention probabilities (nanoGPT applies its
+        dropout there too; GPT-2's ``attn_pdrop``).
       vocab_multiple: pads the vocabulary to a multiple of this (e.g. the tensor axis).
       attention_impl: jax.nn.dot_product_attention's implementation: "xla" (CPU/TPU),
         "cudnn" (the fused GPU kernel) or None (JAX picks).
@@ -123,12 +131,14 @@ class GPT(nn.Module):
     mlp_dim: int | None = None
     position: str | None = None
     rope_theta: float | None = None
+    rope_scaling: tuple[float, ...] | None = None
     tie_embeddings: bool | None = None
     activation: str | None = None
     norm: str | None = None
     norm_eps: float | None = None
     use_bias: bool | None = None
     dropout_rate: float | None = None
+    attention_dropout_rate: float | None = None
     vocab_multiple: int = 1
     attention_impl: str | None = None
     dtype: Any = jnp.float32
@@ -162,9 +172,10 @@ class GPT(nn.Module):
         block = dict(
             num_heads=c["heads"], num_kv_heads=c["kv_heads"], mlp_dim=c["mlp_dim"],
             num_layers=c["num_layers"], rotary=c["position"] == "rotary",
-            rope_theta=c["rope_theta"], use_bias=c["use_bias"],
+            rope_theta=c["rope_theta"], rope_scaling=c["rope_scaling"], use_bias=c["use_bias"],
             implementation=self.attention_impl, activation=c["activation"], norm=c["norm"],
-            norm_eps=c["norm_eps"], dropout_rate=c["dropout_rate"], dtype=self.dtype,
+            norm_eps=c["norm_eps"], dropout_rate=c["dropout_rate"],
+            attention_dropout_rate=c["attention_dropout_rate"], dtype=self.dtype,
             param_dtype=self.param_dtype)
         self.decoder = DecoderStack(block, scan_layers=self.scan_layers, remat=self.remat,
                                     remat_policy=self.remat_policy)

@@ -47,7 +47,8 @@ def hf_config_to_kwargs(hf_config: dict[str, Any]) -> dict[str, Any]:
     """Maps a HF ``GPT2Config`` / ``LlamaConfig`` dict to ``GPT`` module fields.
 
     Every size field is set, so the result does not depend on ``GPT.variant``. Raises
-    ValueError for a model type or a feature (rope scaling, biases in Llama, ...) that
+    ValueError for a model type or a feature (a rope type other than Llama 3.1's, biases
+    in Llama, ...) that
     ``GPT`` cannot reproduce.
     """
     model_type = hf_config.get("model_type")
@@ -73,23 +74,29 @@ def _gpt2_kwargs(c: dict[str, Any]) -> dict[str, Any]:
         vocab_size=c["vocab_size"], max_len=c["n_positions"], num_layers=c["n_layer"],
         hidden=hidden, heads=c["n_head"], kv_heads=c["n_head"],
         mlp_dim=c.get("n_inner") or 4 * hidden, position="learned", rope_theta=10000.0,
+        rope_scaling=None,
         tie_embeddings=c.get("tie_word_embeddings", True),
         activation=_GPT2_ACTIVATIONS[act], norm="layer_norm",
         norm_eps=c.get("layer_norm_epsilon", 1e-5), use_bias=True, dropout_rate=0.0)
 
 
-def _rope_theta(c: dict[str, Any]) -> float:
-    """RoPE base from ``rope_theta``, ``rope_parameters`` (transformers 5) or
-    ``rope_scaling`` (4.x); raises ValueError on any rope type but "default"."""
-    theta = c.get("rope_theta")
+def _rope(c: dict[str, Any]) -> tuple[float, tuple | None]:
+    """(RoPE base, Llama 3.1 scaling or None) from ``rope_theta``, ``rope_parameters``
+    (transformers 5) or ``rope_scaling`` (4.x); raises ValueError on a rope type other
+    than "default" and "llama3"."""
+    theta, scaling = c.get("rope_theta"), None
     for key in ("rope_parameters", "rope_scaling"):
         rope = c.get(key) or {}
         kind = rope.get("rope_type", rope.get("type", "default"))
-        if kind != "default":
-            raise ValueError(f"Llama {key} has rope type {kind!r}; only 'default' (unscaled) "
-                             "rotary embeddings are supported.")
+        if kind == "llama3":
+            scaling = (float(rope["factor"]), float(rope["low_freq_factor"]),
+                       float(rope["high_freq_factor"]),
+                       int(rope["original_max_position_embeddings"]))
+        elif kind != "default":
+            raise ValueError(f"Llama {key} has rope type {kind!r}; supported: 'default' "
+                             "(unscaled) and 'llama3' (Llama 3.1's rescaling).")
         theta = rope.get("rope_theta", theta)
-    return float(10000.0 if theta is None else theta)
+    return float(10000.0 if theta is None else theta), scaling
 
 
 def _llama_kwargs(c: dict[str, Any]) -> dict[str, Any]:
@@ -101,6 +108,7 @@ def _llama_kwargs(c: dict[str, Any]) -> dict[str, Any]:
     if act != "silu":
         raise ValueError(f"Llama hidden_act={act!r} is not supported (only 'silu').")
     hidden, heads = c["hidden_size"], c["num_attention_heads"]
+    theta, scaling = _rope(c)
     head_dim = c.get("head_dim") or hidden // heads
     if head_dim * heads != hidden:
         raise ValueError(f"Llama head_dim={head_dim} * num_attention_heads={heads} != "
@@ -109,7 +117,7 @@ def _llama_kwargs(c: dict[str, Any]) -> dict[str, Any]:
         vocab_size=c["vocab_size"], max_len=c["max_position_embeddings"],
         num_layers=c["num_hidden_layers"], hidden=hidden, heads=heads,
         kv_heads=c.get("num_key_value_heads") or heads, mlp_dim=c["intermediate_size"],
-        position="rotary", rope_theta=_rope_theta(c),
+        position="rotary", rope_theta=theta, rope_scaling=scaling,
         tie_embeddings=c.get("tie_word_embeddings", False), activation="swiglu",
         norm="rms_norm", norm_eps=c.get("rms_norm_eps", 1e-6), use_bias=False,
         dropout_rate=0.0)
@@ -265,8 +273,8 @@ def load_hf_gpt(folder: str, *, scan_layers: bool = False) -> tuple[dict[str, An
 # Fields that shape the computation without (always) shaping a param: a difference is
 # not caught by the param shapes when the checkpoint is merged in.
 _ARCHITECTURE_FIELDS = ("num_layers", "hidden", "heads", "kv_heads", "mlp_dim", "position",
-                        "rope_theta", "tie_embeddings", "activation", "norm", "norm_eps",
-                        "use_bias")
+                        "rope_theta", "rope_scaling", "tie_embeddings", "activation", "norm",
+                        "norm_eps", "use_bias")
 
 
 def check_model_matches(folder: str, model_config: dict[str, Any]) -> None:
@@ -274,8 +282,12 @@ def check_model_matches(folder: str, model_config: dict[str, Any]) -> None:
     resolved `config()`) differs from the checkpoint in `folder` (e.g. RMSNorm vs a
     bias-free LayerNorm, or another RoPE base: equal param shapes, another model)."""
     expected = hf_config_to_kwargs(json.loads((epath.Path(folder) / "config.json").read_text()))
-    mine = {**model_config, "kv_heads": model_config["kv_heads"] or model_config["heads"]}
-    theirs = {**expected, "kv_heads": expected["kv_heads"] or expected["heads"]}
+    def same_types(config: dict[str, Any]) -> dict[str, Any]:  # a list read from JSON
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+
+    mine = same_types({**model_config,
+                       "kv_heads": model_config["kv_heads"] or model_config["heads"]})
+    theirs = same_types({**expected, "kv_heads": expected["kv_heads"] or expected["heads"]})
     differ = [f"{k}={mine[k]!r} (checkpoint: {theirs[k]!r})" for k in _ARCHITECTURE_FIELDS
               if mine[k] != theirs[k]]
     if differ:

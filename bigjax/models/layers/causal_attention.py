@@ -18,10 +18,34 @@ import jax
 import jax.numpy as jnp
 
 from bigjax.models.layers import axes
-from bigjax.models.layers.attention import Projection
+from bigjax.models.layers.attention import Projection, causal_mask
+from bigjax.models.layers.dropout import Dropout
 from bigjax.models.layers.rotary import apply_rotary, rotary_angles
 
 Initializer = Callable[..., jax.Array]
+
+
+def attention_with_dropout(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None,
+                           is_causal: bool, dropout: Callable[[jax.Array], jax.Array]
+                           ) -> jax.Array:
+    """``jax.nn.dot_product_attention``'s result with ``dropout`` applied to the
+    attention probabilities, which that function cannot do (nanoGPT's and GPT-2's
+    ``attn_pdrop``). q [batch, length, heads, head_dim]; k, v [batch, keys, kv_heads,
+    head_dim] (query head h reads kv head h // (heads / kv_heads)); mask bool,
+    broadcastable to [batch, heads, length, keys]. Heads-first matmuls, float32
+    softmax; returns [batch, length, heads, head_dim] in q's dtype."""
+    groups = q.shape[2] // k.shape[2]
+    k, v = (jnp.repeat(t, groups, axis=2) if groups > 1 else t for t in (k, v))
+    q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))
+    q = q / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+    logits = jnp.einsum("bhqd,bhkd->bhqk", q, k).astype(jnp.float32)
+    allowed = causal_mask(q.shape[2]) if is_causal else None
+    if mask is not None:
+        allowed = mask if allowed is None else allowed & mask
+    if allowed is not None:
+        logits = jnp.where(allowed, logits, jnp.finfo(jnp.float32).min)
+    probs = dropout(jax.nn.softmax(logits, axis=-1).astype(v.dtype))
+    return jnp.einsum("bhqk,bhkd->bhqd", probs, v).transpose(0, 2, 1, 3)
 
 
 class CausalSelfAttention(nn.Module):
@@ -39,9 +63,13 @@ class CausalSelfAttention(nn.Module):
       rotary: rotate queries and keys by their positions (RoPE) instead of relying on
         learned position embeddings added to the input.
       rope_theta: RoPE base.
+      rope_scaling: Llama 3.1's rescaling of the RoPE frequencies, (factor,
+        low_freq_factor, high_freq_factor, original_max_len), or None.
       use_bias: whether the projections have biases.
       implementation: ``jax.nn.dot_product_attention``'s ``implementation`` ("xla",
         "cudnn", or None: let JAX pick).
+      dropout_rate: dropout on the attention probabilities in training (then through
+        ``attention_with_dropout``: the fused kernels have no dropout).
       dtype: compute dtype (the softmax runs in float32).
       param_dtype: dtype of the params.
       kernel_init: initializer of the q/k/v kernels.
@@ -55,8 +83,10 @@ class CausalSelfAttention(nn.Module):
     head_dim: int | None = None
     rotary: bool = False
     rope_theta: float = 10000.0
+    rope_scaling: tuple | None = None
     use_bias: bool = True
     implementation: str | None = None
+    dropout_rate: float = 0.0
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
     kernel_init: Initializer = nn.initializers.normal(stddev=0.02)
@@ -64,7 +94,7 @@ class CausalSelfAttention(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, positions: jax.Array, key_valid: jax.Array | None = None,
-                 decode: bool = False) -> jax.Array:
+                 decode: bool = False, deterministic: bool = True) -> jax.Array:
         """Attends causally over ``x``, or over the cache and ``x`` when decoding.
 
         Args:
@@ -77,6 +107,7 @@ class CausalSelfAttention(nn.Module):
             creates a cache as long as ``x``; the caller keeps the writes within it
             (``generate`` sizes it to prompt + new tokens): past its end,
             ``dynamic_update_slice`` would clamp and overwrite the last slots.
+          deterministic: no dropout on the attention probabilities (rng "dropout").
 
         Returns:
           [batch, length, embed].
@@ -98,7 +129,7 @@ class CausalSelfAttention(nn.Module):
 
         q, k, v = proj("query", self.num_heads), proj("key", kv_heads), proj("value", kv_heads)
         if self.rotary:
-            angles = rotary_angles(positions, head_dim, self.rope_theta)
+            angles = rotary_angles(positions, head_dim, self.rope_theta, self.rope_scaling)
             q, k = apply_rotary(q, angles), apply_rotary(k, angles)
 
         mask = None if key_valid is None else key_valid[:, None, None, :]
@@ -108,8 +139,13 @@ class CausalSelfAttention(nn.Module):
             if slots_mask is not None:  # not the init call
                 mask = slots_mask if mask is None else mask & slots_mask
                 causal = False
-        out = jax.nn.dot_product_attention(
-            q, k, v, mask=mask, is_causal=causal, implementation=self.implementation)
+        if self.dropout_rate > 0 and not deterministic:
+            dropout = Dropout(self.dropout_rate, name="probs_dropout")
+            out = attention_with_dropout(
+                q, k, v, mask, causal, lambda p: dropout(p, deterministic=False))
+        else:
+            out = jax.nn.dot_product_attention(
+                q, k, v, mask=mask, is_causal=causal, implementation=self.implementation)
         out = nn.with_logical_constraint(out, (axes.BATCH, axes.LENGTH, axes.HEADS, axes.KV))
         out = Projection(features=(embed,), kernel_axes=(axes.HEADS, axes.KV, axes.EMBED),
                          use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,

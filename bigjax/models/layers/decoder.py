@@ -49,13 +49,14 @@ class DecoderBlock(nn.Module):
     [``cross_attention_norm``, ``cross_attention``], ``mlp_norm``, ``mlp``.
 
     Attributes:
-      num_heads, num_kv_heads, rotary, rope_theta, use_bias, implementation: see
+      num_heads, num_kv_heads, rotary, rope_theta, rope_scaling, use_bias, implementation: see
         ``CausalSelfAttention``.
       mlp_dim: feed-forward hidden width.
       activation: "gelu", "gelu_tanh", "relu" or "swiglu" (a gated MLP).
       norm: "layer_norm" or "rms_norm".
       norm_eps: the norms' epsilon.
       dropout_rate: dropout on each residual branch.
+      attention_dropout_rate: dropout on the self-attention probabilities.
       num_layers: depth of the stack (the output projections are initialised with
         std 0.02 / sqrt(2 * num_layers), as GPT-2).
       cross_attention: attend to an encoder's outputs after the self-attention.
@@ -73,12 +74,14 @@ class DecoderBlock(nn.Module):
     num_kv_heads: int | None = None
     rotary: bool = False
     rope_theta: float = 10000.0
+    rope_scaling: tuple | None = None
     use_bias: bool = True
     implementation: str | None = None
     activation: str = "gelu"
     norm: str = "layer_norm"
     norm_eps: float = 1e-5
     dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
     cross_attention: bool = False
     pre_norm: bool = True
     dtype: jnp.dtype = jnp.float32
@@ -106,10 +109,12 @@ class DecoderBlock(nn.Module):
 
         attention = CausalSelfAttention(
             num_heads=self.num_heads, num_kv_heads=self.num_kv_heads, rotary=self.rotary,
-            rope_theta=self.rope_theta, use_bias=self.use_bias,
-            implementation=self.implementation, dtype=self.dtype,
-            param_dtype=self.param_dtype, out_kernel_init=out_init, name="attention")
-        x = sublayer(x, lambda h: attention(h, positions, key_valid, decode), "attention")
+            rope_theta=self.rope_theta, rope_scaling=self.rope_scaling, use_bias=self.use_bias,
+            implementation=self.implementation, dropout_rate=self.attention_dropout_rate,
+            dtype=self.dtype, param_dtype=self.param_dtype, out_kernel_init=out_init,
+            name="attention")
+        x = sublayer(x, lambda h: attention(h, positions, key_valid, decode, deterministic),
+                     "attention")
         if self.cross_attention:
             cross = CrossAttention(
                 num_heads=self.num_heads, use_bias=self.use_bias,
