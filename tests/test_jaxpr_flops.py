@@ -144,3 +144,24 @@ def test_custom_derivatives_are_followed():
     project.defvjp(lambda x, w: (x @ w, (x, w)), lambda res, g: (g @ res[1].T, res[0].T @ g))
     flops = function_flops(lambda w, x: project(jnp.tanh(x @ w), w), W, X)
     assert flops.forward == 2 * MATMUL and flops.train == 2 * MATMUL + 3 * MATMUL
+
+
+def test_a_scan_without_num_consts_is_counted_with_every_input_trained():
+    """jax 0.11's `scan` no longer names `num_consts` in its params (the ViT-B/16 bench
+    row failed on a GPU machine): such a scan's body is counted with every input
+    trained, which for layers scanned over a carry that depends on the params is the
+    same count."""
+    from bigjax import jaxpr_flops
+
+    def layers(w, x):  # 3 layers of x @ w[i], the carry depends on the params
+        return jax.lax.scan(lambda h, wi: (jnp.tanh(h @ wi), None), x, w)[0].sum()
+
+    w, x = jnp.ones((3, 16, 16)), jnp.ones((4, 16))
+    closed = jax.make_jaxpr(layers)(w, x)
+    expected = jaxpr_flops.jaxpr_flops(closed, [True, False])
+    (scan,) = [e for e in closed.jaxpr.eqns if e.primitive.name == "scan"]
+    params = {k: v for k, v in scan.params.items() if k not in ("num_consts", "num_carry")}
+    renamed = closed.jaxpr.replace(eqns=[e if e is not scan else e.replace(params=params)
+                                         for e in closed.jaxpr.eqns])
+    assert jaxpr_flops.jaxpr_flops(renamed, [True, False]) == expected
+    assert expected.forward == 3 * 2 * 4 * 16 * 16 and expected.train == 3 * expected.forward
