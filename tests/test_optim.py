@@ -23,6 +23,15 @@ def test_warmup_cosine_and_linear_schedules():
     assert float(optim.make_schedule(_optim(), 5)(3)) == 1.0
 
 
+@pytest.mark.parametrize("schedule", ["constant", "warmup_cosine", "warmup_linear"])
+def test_warmup_starts_at_its_start_factor(schedule):
+    """airbench's warmup runs from 0.2x the peak: step 0 at 0.2, halfway at 0.6."""
+    lr = optim.make_schedule(_optim(schedule=schedule, warmup_steps=10,
+                                    warmup_start_factor=0.2), 110)
+    assert float(lr(0)) == pytest.approx(0.2) and float(lr(5)) == pytest.approx(0.6)
+    assert float(lr(10)) == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
 def test_each_optimizer_descends_a_quadratic(name):
     tx, _ = optim.make_optimizer(_optim(name=name, learning_rate=0.1, momentum=0.9,
