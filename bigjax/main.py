@@ -87,8 +87,9 @@ def setup_logging() -> None:
 def print_error(err: BaseException) -> None:
     """One `error: ...` line on stderr (the traceback first with BIGJAX_TRACEBACK=1), as
     the last line: the objects the failed run left behind are collected first, and the
-    warnings their finalizers may give then or at exit (an asynchronous checkpoint read
-    cut short leaves a coroutine that was never awaited) are not shown."""
+    warnings their finalizers may give then or at exit are not shown (seen once, under
+    load: "coroutine ... was never awaited" after the error line of a failed restore;
+    which library left the coroutine is not known)."""
     if os.environ.get("BIGJAX_TRACEBACK"):
         traceback.print_exception(err)
     else:

@@ -131,9 +131,9 @@ def test_a_diverging_loss_stops_the_run_and_names_a_checkpoint_it_vouches_for(tm
 
 
 def test_the_error_line_stays_last_when_the_failed_run_leaves_a_pending_coroutine():
-    """An asynchronous read cut short by the error leaves a coroutine that was never
-    awaited; its warning, printed when the collector frees it at exit, came after the
-    `error:` line once (CI, under load). `print_error` collects first, quietly."""
+    """A coroutine that was never awaited, left by a failed restore, printed its warning
+    after the `error:` line once (two test workers, under load) when the collector freed
+    it at exit. `print_error` collects first, quietly."""
     code = textwrap.dedent("""
         import gc, sys
         from bigjax.main import print_error
