@@ -37,6 +37,22 @@ class LookaheadState(NamedTuple):
     slow_model_state: Any = ()
 
 
+def _pull(fast: jax.Array, slow: jax.Array, sync: jax.Array, decay: jax.Array
+          ) -> tuple[jax.Array, jax.Array]:
+    """`(value, new slow)`: where `sync`, slow <- decay * slow + (1 - decay) * fast and the
+    value is the new slow one; else the fast value and the slow one unchanged (float32)."""
+    new_slow = jnp.where(sync, decay * slow + (1 - decay) * fast, slow)
+    return jnp.where(sync, new_slow, fast), new_slow
+
+
+def _unzip(like: Any, pairs: Any) -> tuple[Any, Any]:
+    """A tree of pairs shaped like `like` -> two trees shaped like it."""
+    treedef = jax.tree.structure(like)
+    flat = treedef.flatten_up_to(pairs)
+    return (jax.tree.unflatten(treedef, [p[0] for p in flat]),
+            jax.tree.unflatten(treedef, [p[1] for p in flat]))
+
+
 def lookahead(every: int, final_decay: float, total_steps: int) -> optax.GradientTransformation:
     """The transformation; it needs `params` in `update`."""
     if every < 1 or not 0 <= final_decay < 1 or total_steps < 1:
@@ -57,15 +73,11 @@ def lookahead(every: int, final_decay: float, total_steps: int) -> optax.Gradien
         sync = (count % every == 0) | (count >= total_steps)
 
         def step(u, p, s):
-            fast = p.astype(jnp.float32) + u.astype(jnp.float32)
-            new_slow = jnp.where(sync, decay * s + (1 - decay) * fast, s)
-            new_param = jnp.where(sync, new_slow, fast)
+            new_param, new_slow = _pull(p.astype(jnp.float32) + u.astype(jnp.float32), s,
+                                        sync, decay)
             return (new_param - p.astype(jnp.float32)).astype(u.dtype), new_slow
 
-        out = jax.tree.map(step, updates, params, state.slow)
-        treedef = jax.tree.structure(updates)
-        new_updates = jax.tree.unflatten(treedef, [o[0] for o in treedef.flatten_up_to(out)])
-        slow = jax.tree.unflatten(treedef, [o[1] for o in treedef.flatten_up_to(out)])
+        new_updates, slow = _unzip(updates, jax.tree.map(step, updates, params, state.slow))
         return new_updates, state._replace(slow=slow, count=count,
                                            decay=jnp.where(sync, decay, NO_SYNC))
 
@@ -106,14 +118,11 @@ def sync_model_state(opt_state: Any, model_state: Any) -> tuple[Any, Any]:
     def pull(m, s):
         if not jnp.issubdtype(m.dtype, jnp.floating):
             return m, s
-        new_slow = jnp.where(sync, decay * s + (1 - decay) * m.astype(jnp.float32), s)
-        return jnp.where(sync, new_slow.astype(m.dtype), m), new_slow
+        value, new_slow = _pull(m.astype(jnp.float32), s, sync, decay)
+        return value.astype(m.dtype), new_slow
 
-    out = jax.tree.map(pull, model_state, state.slow_model_state)
-    treedef = jax.tree.structure(model_state)
-    pairs = treedef.flatten_up_to(out)
-    new_model_state = jax.tree.unflatten(treedef, [p[0] for p in pairs])
-    slow = jax.tree.unflatten(treedef, [p[1] for p in pairs])
+    new_model_state, slow = _unzip(model_state, jax.tree.map(pull, model_state,
+                                                             state.slow_model_state))
 
     def replace(s):
         return s._replace(slow_model_state=slow) if _is_lookahead(s) else s

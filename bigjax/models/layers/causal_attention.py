@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from bigjax.models.layers import axes
-from bigjax.models.layers.attention import Projection, causal_mask
+from bigjax.models.layers.attention import Projection, causal_mask, heads_first_attention
 from bigjax.models.layers.dropout import Dropout
 from bigjax.models.layers.rotary import apply_rotary, rotary_angles
 
@@ -30,22 +30,16 @@ def attention_with_dropout(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.A
                            ) -> jax.Array:
     """``jax.nn.dot_product_attention``'s result with ``dropout`` applied to the
     attention probabilities, which that function cannot do (nanoGPT's and GPT-2's
-    ``attn_pdrop``). q [batch, length, heads, head_dim]; k, v [batch, keys, kv_heads,
-    head_dim] (query head h reads kv head h // (heads / kv_heads)); mask bool,
-    broadcastable to [batch, heads, length, keys]. Heads-first matmuls, float32
-    softmax; returns [batch, length, heads, head_dim] in q's dtype."""
+    ``attn_pdrop``): BERT's ``heads_first_attention`` with the key/value heads repeated
+    for grouped-query attention (query head h reads kv head h // (heads / kv_heads)) and
+    the causal mask joined to ``mask``. q [batch, length, heads, head_dim]; k, v [batch,
+    keys, kv_heads, head_dim]; mask bool, broadcastable to [batch, heads, length, keys]."""
     groups = q.shape[2] // k.shape[2]
     k, v = (jnp.repeat(t, groups, axis=2) if groups > 1 else t for t in (k, v))
-    q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))
-    q = q / jnp.sqrt(q.shape[-1]).astype(q.dtype)
-    logits = jnp.einsum("bhqd,bhkd->bhqk", q, k).astype(jnp.float32)
-    allowed = causal_mask(q.shape[2]) if is_causal else None
-    if mask is not None:
-        allowed = mask if allowed is None else allowed & mask
-    if allowed is not None:
-        logits = jnp.where(allowed, logits, jnp.finfo(jnp.float32).min)
-    probs = dropout(jax.nn.softmax(logits, axis=-1).astype(v.dtype))
-    return jnp.einsum("bhqk,bhkd->bhqd", probs, v).transpose(0, 2, 1, 3)
+    if is_causal:
+        causal = causal_mask(q.shape[1])
+        mask = causal if mask is None else causal & mask
+    return heads_first_attention(q, k, v, mask, dropout)
 
 
 class CausalSelfAttention(nn.Module):
