@@ -23,7 +23,10 @@ def get_config(arg=None):
     config.data = dict(name="tiny_shakespeare", eval_split="validation",
                        lm=dict(tokenizer="char", context=64, train_stride=1))
     config.pp = dict(kind="lm")
-    config.model = dict(name="gpt", variant="nano", max_len=64, dropout_rate=0.0)
+    # Attention through bigjax's heads-first einsums: the same math, 3-4% faster a step on
+    # XLA:CPU than jax.nn.dot_product_attention's layout (experiments/shakespeare).
+    config.model = dict(name="gpt", variant="nano", max_len=64, dropout_rate=0.0,
+                        attention_impl="heads_first")
     config.task = "causal_lm"
     config.optim = dict(learning_rate=1e-3, schedule="warmup_cosine", warmup_steps=100,
                         end_lr_factor=0.1, weight_decay=0.1, b2=0.99, grad_clip_norm=1.0)
@@ -45,7 +48,7 @@ def get_config(arg=None):
         config.data.lm.context = 256
         # bfloat16 activations, float32 params: nanoGPT's bf16 autocast on GPU.
         config.model.update(variant="shakespeare", max_len=256, dropout_rate=0.2,
-                            dtype="bfloat16")
+                            dtype="bfloat16", attention_impl=None)
         config.evals.samples.max_new_tokens = 240
         config.batch_size = 64
         config.total_steps = 5000

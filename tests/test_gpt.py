@@ -301,3 +301,30 @@ def test_attention_dropout_drops_probabilities_in_training_only():
                         rngs={"dropout": jax.random.PRNGKey(0)})[0]
     assert bool(jnp.isfinite(out).all())
     assert float(jnp.abs(out - logits(plain, True)).max()) > 1e-2
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_heads_first_attention_is_the_same_model_in_another_layout(shape):
+    """`attention_impl="heads_first"` (the CPU recipe's) gives the default's logits, full
+    and cached, through its own einsums instead of `jax.nn.dot_product_attention`'s."""
+    base, heads_first = tiny(**SHAPES[shape]), tiny(**SHAPES[shape], attention_impl="heads_first")
+    ids = jnp.asarray(np.random.default_rng(2).integers(0, VOCAB, (2, 12)))
+    params = base.init(jax.random.PRNGKey(0), ids, train=False)["params"]
+
+    def forward(model):
+        return lambda p, x: model.apply({"params": p}, x, train=True)[0]
+
+    np.testing.assert_allclose(forward(heads_first)(params, ids), forward(base)(params, ids),
+                               rtol=1e-5, atol=1e-5)
+    hlo = {name: jax.jit(forward(model)).lower(params, ids).as_text(debug_info=True)
+           for name, model in (("base", base), ("heads_first", heads_first))}
+    assert "bhqd,bhkd->bhqk" in hlo["heads_first"] and "BTNH,BSNH" not in hlo["heads_first"]
+    assert "BTNH,BSNH" in hlo["base"]
+    cache = heads_first.init_cache(2, 12)
+    (first, _), state = heads_first.apply(
+        {"params": params, "cache": cache}, ids[:, :5], decode=True, train=False,
+        mutable=["cache"], positions=jnp.broadcast_to(jnp.arange(5), (2, 5)))
+    (nxt, _), _ = heads_first.apply({"params": params, **state}, ids[:, 5:6], decode=True,
+                                    train=False, mutable=["cache"], positions=jnp.full((2, 1), 5))
+    full = forward(base)(params, ids)
+    np.testing.assert_allclose(jnp.concatenate([first, nxt], axis=1), full[:, :6], atol=1e-5)

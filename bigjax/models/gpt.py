@@ -106,7 +106,9 @@ class GPT(nn.Module):
         dropout there too; GPT-2's ``attn_pdrop``).
       vocab_multiple: pads the vocabulary to a multiple of this (e.g. the tensor axis).
       attention_impl: jax.nn.dot_product_attention's implementation: "xla" (CPU/TPU),
-        "cudnn" (the fused GPU kernel) or None (JAX picks).
+        "cudnn" (the fused GPU kernel) or None (JAX picks); or "heads_first": the same
+        math as bigjax's own einsums over [batch, heads, length, head_dim], faster on
+        XLA:CPU (the CPU recipe's; experiments/shakespeare).
       dtype: compute dtype of the activations.
       param_dtype: dtype of the params.
       scan_layers: one ``nn.scan`` over the layers (faster compiles, stacked params).

@@ -96,7 +96,8 @@ class Transformer(nn.Module):
       dropout_rate: dropout on the embeddings and every residual branch.
       vocab_multiple: pads the vocabulary to a multiple of this (e.g. the tensor axis).
       attention_impl: jax.nn.dot_product_attention's implementation for the decoder:
-        "xla", "cudnn" or None (JAX picks).
+        "xla", "cudnn" or None (JAX picks), or "heads_first" (bigjax's einsums, faster
+        on XLA:CPU; see ``CausalSelfAttention``).
       dtype: compute dtype of the activations.
       param_dtype: dtype of the params.
       scan_layers: one ``nn.scan`` over each stack's layers (stacked params).

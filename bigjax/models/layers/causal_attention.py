@@ -61,7 +61,9 @@ class CausalSelfAttention(nn.Module):
         low_freq_factor, high_freq_factor, original_max_len), or None.
       use_bias: whether the projections have biases.
       implementation: ``jax.nn.dot_product_attention``'s ``implementation`` ("xla",
-        "cudnn", or None: let JAX pick).
+        "cudnn", or None: let JAX pick), or "heads_first": ``attention_with_dropout``
+        without the dropout, whose einsums batch over leading [batch, heads] axes: XLA:CPU
+        runs the GPT recipe's step 3-4% faster that way (experiments/shakespeare).
       dropout_rate: dropout on the attention probabilities in training (then through
         ``attention_with_dropout``: the fused kernels have no dropout).
       dtype: compute dtype (the softmax runs in float32).
@@ -70,7 +72,7 @@ class CausalSelfAttention(nn.Module):
       out_kernel_init: initializer of the output kernel (None: ``kernel_init``).
     """
 
-    IMPLEMENTATIONS: ClassVar[tuple] = ("xla", "cudnn", None)
+    IMPLEMENTATIONS: ClassVar[tuple] = ("xla", "cudnn", "heads_first", None)
 
     num_heads: int
     num_kv_heads: int | None = None
@@ -137,6 +139,8 @@ class CausalSelfAttention(nn.Module):
             dropout = Dropout(self.dropout_rate, name="probs_dropout")
             out = attention_with_dropout(
                 q, k, v, mask, causal, lambda p: dropout(p, deterministic=False))
+        elif self.implementation == "heads_first":
+            out = attention_with_dropout(q, k, v, mask, causal, lambda p: p)
         else:
             out = jax.nn.dot_product_attention(
                 q, k, v, mask=mask, is_causal=causal, implementation=self.implementation)
