@@ -216,3 +216,18 @@ def test_runs_under_logical_axis_rules_and_mesh():
     np.testing.assert_allclose(
         y, _stack().apply({"params": _init(_stack(), x)}, x, train=False), atol=1e-5
     )
+
+
+def test_exact_gelu_is_flax_exact_gelu_written_with_erf():
+    """`mlp_block.gelu` (the "gelu" activation of BERT and nanoGPT) equals
+    `nn.gelu(approximate=False)`, values and gradients, and lowers to `erf`, not the
+    `erfc` that XLA:CPU expands more slowly."""
+    from bigjax.models.layers.mlp_block import gelu
+
+    x = jnp.linspace(-8.0, 8.0, 1001)
+    np.testing.assert_allclose(gelu(x), nn.gelu(x, approximate=False), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(jax.grad(lambda v: gelu(v).sum())(x),
+                               jax.grad(lambda v: nn.gelu(v, approximate=False).sum())(x),
+                               rtol=1e-5, atol=1e-6)
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda v: gelu(v).sum()))(x))
+    assert " erf " in jaxpr and "erfc" not in jaxpr
