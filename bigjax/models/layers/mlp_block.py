@@ -21,7 +21,7 @@ def gelu(x: jax.Array) -> jax.Array:
     Written with ``erf``: ``nn.gelu(approximate=False)`` computes ``erfc(-x / sqrt 2)``
     instead, whose XLA:CPU expansion makes the activation and its gradient 1.4x slower
     (experiments/shakespeare). The two agree within 1e-6 (float32 rounding; below
-    x = -5.2, where GELU is smaller than 4e-7 in size, ``1 + erf`` rounds to 0).
+    about x = -5.25, where GELU is smaller than 4e-7 in size, ``1 + erf`` rounds to 0).
     """
     return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(1 / math.sqrt(2), x.dtype)))
 
