@@ -57,6 +57,16 @@ def parse_args(argv: list[str], description: str, need_config: bool,
     return parser.parse_args(rest), overrides
 
 
+def start_runtime(args) -> None:
+    """Tunes malloc for XLA:CPU's per-call buffers when JAX runs on the CPU
+    (`host_malloc.keep_freed_memory`, before any backend starts), then joins the
+    multi-controller runtime when asked (a no-op for one process)."""
+    from bigjax import host_malloc
+
+    host_malloc.keep_freed_memory()
+    init_distributed(args)
+
+
 def init_distributed(args) -> None:
     """Joins the multi-controller runtime when asked; a no-op for one process."""
     if not (args.distributed or args.coordinator_address):
@@ -129,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(config_docs.annotated(config))
         return 0
-    init_distributed(args)
+    start_runtime(args)
     if args.dry_run:
         from bigjax import dry_run
 

@@ -23,7 +23,7 @@ import logging
 import sys
 
 from bigjax import config_cli, run_files
-from bigjax.main import init_distributed, parse_args, print_error, run_and_print, setup_logging
+from bigjax.main import parse_args, print_error, run_and_print, setup_logging, start_runtime
 
 log = logging.getLogger("bigjax")
 
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     except config_cli.ConfigError as err:
         print_error(err)
         return 2
-    init_distributed(args)
+    start_runtime(args)
     return run_and_print(lambda: predict(config, args.workdir, args))
 
 

@@ -360,6 +360,9 @@ def child_row(spec: dict) -> dict:
 
 def child_main(spec: dict) -> int:
     """Runs one measurement (`spec["kind"]`) and prints its JSON line."""
+    from bigjax import host_malloc
+
+    host_malloc.keep_freed_memory()  # as bigjax's command line does
     result = {"peak": child_peak, "row": child_row}[spec["kind"]](spec)
     print(json.dumps(result), flush=True)
     return 0

@@ -273,8 +273,10 @@ def child_bigjax(spec: dict) -> dict:
     import jax
     import numpy as np
 
-    from bigjax import sharding, train
+    from bigjax import host_malloc, sharding, train
     from bigjax.train_state import init_state
+
+    host_malloc.keep_freed_memory()  # as bigjax's command line does
 
     config = _bigjax_config(spec)
     if spec["data"] == "random":

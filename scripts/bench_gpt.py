@@ -153,8 +153,10 @@ def child_bigjax(spec: dict) -> dict:
     import jax
     import numpy as np
 
-    from bigjax import evaluators, sharding, train
+    from bigjax import evaluators, host_malloc, sharding, train
     from bigjax.train_state import init_state
+
+    host_malloc.keep_freed_memory()  # as bigjax's command line does
 
     config = bench_config(spec)
     exp = train.build_experiment(config)

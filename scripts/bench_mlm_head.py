@@ -86,6 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    from bigjax import host_malloc
+
+    host_malloc.keep_freed_memory()  # as bigjax's command line does
     default = config_cli.load_config_file(args.config).pp.max_predictions
     runs = {f"max_predictions={default}": build_step(default, args.config),
             "every position": build_step(None, args.config)}

@@ -213,6 +213,10 @@ def measure_here(only: str, args: argparse.Namespace) -> dict:
     missing = peer_missing(framework)
     if missing:
         return {"skipped": missing}
+    if framework == "bigjax":
+        from bigjax import host_malloc
+
+        host_malloc.keep_freed_memory()  # as bigjax's command line does
     return {"steps_per_sec": measure(framework, model_name, args.steps, args.steps_per_call,
                                      args.adam, args.smoke)}
 

@@ -139,6 +139,9 @@ def measure(config_spec: str, overrides: list[tuple[str, str]], steps: int) -> d
 
 def child_main(args, overrides) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    from bigjax import host_malloc
+
+    host_malloc.keep_freed_memory()  # as bigjax's command line does
     result = measure(args.config, overrides, args.steps)
     print(json.dumps(result), flush=True)
     return 0

@@ -145,6 +145,9 @@ def main() -> int:
     config = config_cli.apply_overrides(config_cli.load_config_file(os.path.join(REPO, spec)),
                                         overrides)
     trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="bigjax-profile-")
+    from bigjax import host_malloc
+
+    host_malloc.keep_freed_memory()  # as bigjax's command line does
     result = profile(config, trace_dir, args.trace_steps or (5 if args.smoke else 1),
                      max(args.top, 1))
     print(f"{spec}: step {result['step_s']:.3f} s at batch {result['batch_size']} "
