@@ -14,9 +14,10 @@ heaps of at most 64 MiB that are unmapped when they empty), the buffer is reused
 The price: the process's resident memory stays at its peak instead of shrinking after a
 large allocation is freed (freed memory is reused by later allocations, not returned to
 the OS; `scripts/measure_data_rss.py --quick`: a peak of 898 MB instead of 810 MB), and
-threads share one malloc arena. The command-line entry points (`bigjax.main`, `bigjax.evaluate`,
-`bigjax.predict`) and the benchmark scripts call `keep_freed_memory` when the default
-backend is the CPU; `BIGJAX_KEEP_FREED_MEMORY=0` turns it off.
+threads share one malloc arena. The command-line entry points (`bigjax.main`,
+`bigjax.evaluate`, `bigjax.predict`) and the benchmark scripts call `keep_freed_memory`
+at start-up; it acts only when JAX will run on the CPU. `BIGJAX_KEEP_FREED_MEMORY=0`
+turns it off.
 """
 
 from __future__ import annotations
