@@ -7,14 +7,14 @@ and frees it when the call returns. glibc serves a request that large with a fre
 ``mmap`` (its mmap threshold cannot be raised above 32 MiB) and unmaps it on free, so
 every call touches new pages, which the kernel zeroes on first touch: 28 of the 85 ms
 of the GPT recipe's one-step call on a 2-core CPU (experiments/shakespeare). With mmap
-off for malloc, the heap never trimmed and one arena (a thread's own arena lives in
-heaps of at most 64 MiB that are unmapped when they empty), the buffer is reused:
-85 -> 53 ms.
+off for malloc and the heap never trimmed, the buffer is reused: 85 -> 53 ms. (One
+arena for all threads, ``M_ARENA_MAX=1``, made the faults rarer still in small probes
+but XLA's compiles 1.5-2x slower: not used.)
 
 The price: the process's resident memory stays at its peak instead of shrinking after a
 large allocation is freed (freed memory is reused by later allocations, not returned to
-the OS; `scripts/measure_data_rss.py --quick`: a peak of 898 MB instead of 810 MB), and
-threads share one malloc arena. The command-line entry points (`bigjax.main`,
+the OS; `scripts/measure_data_rss.py --quick`: a peak of 898 MB instead of 810 MB).
+The command-line entry points (`bigjax.main`,
 `bigjax.evaluate`, `bigjax.predict`) and the benchmark scripts call `keep_freed_memory`
 at start-up; it acts only when JAX will run on the CPU. `BIGJAX_KEEP_FREED_MEMORY=0`
 turns it off.
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 # mallopt parameters (glibc's malloc.h)
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
-M_ARENA_MAX = -8
 NEVER_TRIM = 2**31 - 1  # the largest value mallopt takes: free heap top is never returned
 
 
@@ -54,14 +53,13 @@ def cpu_is_the_only_backend() -> bool:
 
 
 def keep_freed_memory() -> bool:
-    """``mallopt(M_MMAP_MAX, 0)`` (no allocation is served by its own mmap),
-    ``mallopt(M_TRIM_THRESHOLD, 2**31 - 1)`` (the heap is not trimmed) and
-    ``mallopt(M_ARENA_MAX, 1)`` (threads allocate from the main heap), when JAX runs on
+    """``mallopt(M_MMAP_MAX, 0)`` (no allocation is served by its own mmap)
+    and ``mallopt(M_TRIM_THRESHOLD, 2**31 - 1)`` (the heap is not trimmed), when JAX runs on
     the CPU (`cpu_is_the_only_backend`), the C library is glibc and
     ``BIGJAX_KEEP_FREED_MEMORY`` is not "0". Returns whether the settings were applied.
 
     Affects the whole process from this call on. Call it once, at start-up, before JAX
-    computes anything: a thread that has allocated already keeps its own arena."""
+    computes anything."""
     if os.environ.get("BIGJAX_KEEP_FREED_MEMORY", "1") == "0" or not cpu_is_the_only_backend():
         return False
     name = ctypes.util.find_library("c")
@@ -72,7 +70,7 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     applied = all(mallopt(param, value) == 1 for param, value in
-                  ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, NEVER_TRIM), (M_ARENA_MAX, 1)))
+                  ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, NEVER_TRIM)))
     if not applied:
         log.warning("mallopt refused the malloc settings; XLA:CPU's per-call buffers will "
                     "be page-faulted in on every call.")
