@@ -57,3 +57,18 @@ def test_only_the_cpu_backend_gets_the_settings(monkeypatch):
     assert not host_malloc.cpu_is_the_only_backend()
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     assert host_malloc.cpu_is_the_only_backend()
+
+
+def test_the_command_line_entry_points_set_malloc_before_joining_the_runtime(monkeypatch):
+    """`bigjax.main`, `bigjax.evaluate` and `bigjax.predict` start through
+    `main.start_runtime`, which sets malloc first (before any backend starts)."""
+    import argparse
+
+    from bigjax import evaluate, host_malloc, main, predict
+
+    calls = []
+    monkeypatch.setattr(host_malloc, "keep_freed_memory", lambda: calls.append("malloc"))
+    monkeypatch.setattr(main, "init_distributed", lambda args: calls.append("distributed"))
+    main.start_runtime(argparse.Namespace(distributed=False, coordinator_address=None))
+    assert calls == ["malloc", "distributed"]
+    assert evaluate.start_runtime is main.start_runtime is predict.start_runtime
