@@ -3,7 +3,7 @@ per device and MFU, as training measures them; with `--peers`, the PyTorch and K
 comparisons of the other bench scripts.
 
     python scripts/bench.py [--steps 50] [--families mlp,cnn,bert,gpt,transformer,resnet,vit]
-                            [--peers] [--sizes cpu|accelerator]
+                            [--peers] [--sizes cpu|accelerator] [--rows 'batch 32,Llama']
     python scripts/bench.py --smoke      # seconds: smallest size of each family, 5 steps (CI)
     python scripts/bench.py --smoke --peers   # also the peer scripts' own --smoke runs
 
@@ -27,8 +27,9 @@ Families and sizes (`SIZES`: a real config of configs/ with overrides for the si
   vit   configs/cifar10_vit.py on CIFAR-10: the config's Ti/4 (6 x 192) at batch 16 and
         128, S/4 (12 x 384) at batch 32.
 `--sizes accelerator` measures one GPU/TPU chip's rows instead (`ACCELERATOR_SIZES`, all
-bfloat16): GPT-2 small at batch 16 and medium at batch 8 (context 1024, cuDNN attention,
-no remat, configs/gpt_pretrain.py), the speed-run ResNet at its batch 1024, ResNet-50 and
+bfloat16): GPT-2 small at batch 16 and 32, medium at batch 16 (context 1024) and the
+Llama-1B shape at batch 8 x 2048 (all unrolled layers, cuDNN attention, no remat,
+configs/gpt_pretrain.py), the speed-run ResNet at its batch 1024, ResNet-50 and
 ViT-B/16 at 224 px, batch 128 (configs/imagenet_*.py, on synthetic images: ImageNet has
 no offline copy).
 MLP and CNN use MNIST rather than the 8x8 digits so the images have a realistic size; the
@@ -171,8 +172,14 @@ GPT2_ROW = (("model.remat", "False"), ("model.scan_layers", "False"),
 ACCELERATOR_SIZES: tuple[Size, ...] = (
     Size("gpt", "GPT-2 small 12x768, context 1024, batch 16", f"{GPT2}:gpt2",
          (*GPT2_ROW, ("batch_size", "16"))),
-    Size("gpt", "GPT-2 medium 24x1024, context 1024, batch 8", f"{GPT2}:gpt2-medium",
+    Size("gpt", "GPT-2 small 12x768, context 1024, batch 32", f"{GPT2}:gpt2",
+         (*GPT2_ROW, ("batch_size", "32"))),
+    Size("gpt", "GPT-2 medium 24x1024, context 1024, batch 16", f"{GPT2}:gpt2-medium",
+         (*GPT2_ROW, ("batch_size", "16"))),
+    Size("gpt", "Llama-1B 16x2048, context 2048, batch 8", f"{GPT2}:llama-1b",
          (*GPT2_ROW, ("batch_size", "8"))),
+    Size("gpt", "Llama-1B 16x2048, context 2048, batch 16", f"{GPT2}:llama-1b",
+         (*GPT2_ROW, ("batch_size", "16"))),
     Size("resnet", "speed-run ResNet, CIFAR-10, batch 1024", "configs/cifar10_resnet.py",
          (("model.dtype", "bfloat16"),)),
     Size("resnet", "ResNet-50, 224px, batch 128", "configs/imagenet_resnet50.py",
@@ -391,12 +398,16 @@ def data_root() -> str | None:
     return None
 
 
-def plan(families: list[str], smoke: bool, accelerator: bool = False) -> list[Size]:
+def plan(families: list[str], smoke: bool, accelerator: bool = False,
+         names: tuple[str, ...] = ()) -> list[Size]:
     """The rows to measure: every size of `families` (smoke: the first, smallest, of each)
-    among `SIZES`, or `ACCELERATOR_SIZES` with `accelerator`."""
+    among `SIZES`, or `ACCELERATOR_SIZES` with `accelerator`; with `names`, only the sizes
+    whose name contains one of them (case-insensitive)."""
     rows = []
     for family in families:
         sizes = [s for s in (ACCELERATOR_SIZES if accelerator else SIZES) if s.family == family]
+        if names:
+            sizes = [s for s in sizes if any(n.lower() in s.name.lower() for n in names)]
         rows.extend(sizes[:1] if smoke else sizes)
     return rows
 
@@ -521,9 +532,11 @@ def parent_main(args: argparse.Namespace) -> int:
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown or not families:
         raise SystemExit(f"--families: unknown {unknown}; choose from {list(FAMILIES)}.")
-    sizes = plan(families, args.smoke, args.sizes == "accelerator")
+    names = tuple(n.strip() for n in args.rows.split(",") if n.strip())
+    sizes = plan(families, args.smoke, args.sizes == "accelerator", names)
     if not sizes:
-        raise SystemExit(f"--sizes {args.sizes} has no rows for --families {args.families}.")
+        raise SystemExit(f"--sizes {args.sizes} has no rows for --families {args.families}"
+                         + (f" and --rows {args.rows}" if names else "") + "; see --help.")
     root = data_root()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "JAX_ENABLE_COMPILATION_CACHE": "false"}
     if args.sizes == "cpu":
@@ -610,8 +623,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "and print bigjax's ratios against PyTorch and Keras")
     parser.add_argument("--sizes", choices=("cpu", "accelerator"), default="cpu",
                         help="cpu: the rows for a CPU (SIZES); accelerator: one GPU/TPU "
-                        "chip's (ACCELERATOR_SIZES: GPT-2 small/medium, ResNet-50, ViT-B/16, "
-                        "bfloat16), on the default backend")
+                        "chip's (ACCELERATOR_SIZES: GPT-2 small/medium, Llama-1B, ResNet-50, "
+                        "ViT-B/16, bfloat16), on the default backend")
+    parser.add_argument("--rows", default="",
+                        help="comma-separated parts of size names: only the rows whose name "
+                        "contains one (e.g. 'batch 32,Llama')")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.smoke:

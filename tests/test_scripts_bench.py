@@ -102,6 +102,11 @@ def test_every_size_is_a_valid_config_and_smoke_takes_the_first_of_each_family()
     assert len(bench.plan(["gpt", "mlp"], smoke=False)) == sum(
         s.family in ("gpt", "mlp") for s in bench.SIZES)
     accelerator = bench.plan(bench.FAMILIES, smoke=False, accelerator=True)
+    chosen = bench.plan(["gpt", "vit"], smoke=False, accelerator=True,
+                        names=("batch 32", "llama"))
+    assert [s.name for s in chosen] == [s.name for s in bench.ACCELERATOR_SIZES if s.family
+                                        == "gpt" and ("batch 32" in s.name or "Llama" in s.name)]
+    assert 0 < len(chosen) < sum(s.family == "gpt" for s in bench.ACCELERATOR_SIZES)
     assert accelerator == list(bench.ACCELERATOR_SIZES) and not set(accelerator) & set(
         bench.SIZES)
     for size in (*bench.SIZES, *accelerator):  # overrides name real keys; the run's apply
