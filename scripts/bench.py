@@ -78,7 +78,8 @@ PyTorch), each in its own process with few steps (`PEER_ARGS`; `--smoke` passes 
 rate over each peer's. A peer that is not installed is skipped by those scripts with the
 reason printed; its ratio reads "skipped".
 
-`--smoke`: the smallest size of each family, 5 timed steps; only shows that every row runs.
+`--smoke`: the smallest size of each family on its config's `runlocal` variant (tiny
+models), 5 timed steps; only shows that every row runs and its numbers agree.
 Prints a markdown table, the peak and machine lines and, last, one JSON line with every
 number.
 """
@@ -400,16 +401,31 @@ def data_root() -> str | None:
 
 def plan(families: list[str], smoke: bool, accelerator: bool = False,
          names: tuple[str, ...] = ()) -> list[Size]:
-    """The rows to measure: every size of `families` (smoke: the first, smallest, of each)
-    among `SIZES`, or `ACCELERATOR_SIZES` with `accelerator`; with `names`, only the sizes
-    whose name contains one of them (case-insensitive)."""
+    """The rows to measure: every size of `families` among `SIZES`, or `ACCELERATOR_SIZES`
+    with `accelerator` (smoke: the first, smallest, of each, on its config's `runlocal`
+    variant); with `names`, only the sizes whose name contains one of them
+    (case-insensitive)."""
     rows = []
     for family in families:
         sizes = [s for s in (ACCELERATOR_SIZES if accelerator else SIZES) if s.family == family]
         if names:
             sizes = [s for s in sizes if any(n.lower() in s.name.lower() for n in names)]
-        rows.extend(sizes[:1] if smoke else sizes)
+        rows.extend([runlocal(s) for s in sizes[:1]] if smoke else sizes)
     return rows
+
+
+# `--smoke` rows: the overrides a config's `runlocal` variant keeps (the timed shape must
+# stay fixed: no length buckets).
+SMOKE_OVERRIDES = {"transformer": (("data.length_buckets", "None"),)}
+
+
+def runlocal(size: Size) -> Size:
+    """`size`'s config on its `runlocal` variant (a few-layer model on a few examples, as
+    each config defines it) instead of its size: what `--smoke` times, in seconds."""
+    config, _, arg = size.config.partition(":")
+    return Size(size.family, f"{size.family} runlocal",
+                f"{config}:{arg + ',' if arg else ''}runlocal",
+                SMOKE_OVERRIDES.get(size.family, ()))
 
 
 def cpu_model() -> str:

@@ -34,6 +34,37 @@ def test_imdb_from_the_archive(tmp_path):
     assert len(datasets.load("imdb_reviews", "test", str(tmp_path))) == 1
 
 
+def test_imdb_is_read_once_then_from_its_parsed_copy_which_may_be_damaged(
+        tmp_path, monkeypatch, caplog):
+    from bigjax.datasets import imdb_archive
+
+    monkeypatch.setenv("BIGJAX_CACHE_DIR", str(tmp_path / "cache"))
+    _write_imdb(tmp_path)
+    path = str(tmp_path / "imdb" / "aclImdb_v1.tar.gz")
+    opened = []
+    real_open = tarfile.open
+    monkeypatch.setattr(tarfile, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k))
+    imdb_archive._read_cached.cache_clear()
+    expected = {"train": (["Great film. Loved it", "Dull."], [1, 0]), "test": (["Bad"], [0])}
+    assert imdb_archive.read_splits(path) == expected and len(opened) == 1  # both splits
+    assert len(datasets.load("imdb_reviews", "test", str(tmp_path))) == 1  # in-process copy
+    imdb_archive._read_cached.cache_clear()  # as a new process: from the parsed copy
+    assert imdb_archive.read_splits(path) == expected and len(opened) == 1
+    (copy,) = (tmp_path / "cache" / "imdb").iterdir()
+    copy.write_bytes(copy.read_bytes()[:100])  # damaged: read from the archive again
+    imdb_archive._read_cached.cache_clear()
+    assert imdb_archive.read_splits(path) == expected and len(opened) == 2
+    assert "is damaged" in caplog.text
+    with tarfile.open(path, "w:gz") as tar:  # a changed archive is read, not the old copy
+        info = tarfile.TarInfo("aclImdb/test/pos/5_10.txt")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"Fine"))
+    os.utime(path, ns=(1, 1))
+    imdb_archive._read_cached.cache_clear()
+    assert imdb_archive.read_splits(path) == {"train": ([], []), "test": (["Fine"], [1])}
+    imdb_archive._read_cached.cache_clear()
+
+
 def test_sst2_and_ag_news_from_files(tmp_path):
     (tmp_path / "sst2").mkdir()
     (tmp_path / "sst2" / "dev.tsv").write_text("label\tsentence\n1\ta fine film .\n0\tdull\n")

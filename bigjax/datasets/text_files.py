@@ -10,11 +10,10 @@ stratified, with a fixed seed into `train` and `test`).
 from __future__ import annotations
 
 import csv
-import tarfile
 
 import numpy as np
 
-from bigjax.datasets import local_files
+from bigjax.datasets import imdb_archive, local_files
 from bigjax.datasets.array_dataset import ArrayDataset
 
 AG_NEWS_CLASSES = ("World", "Sports", "Business", "Sci/Tech")
@@ -39,40 +38,9 @@ def load_imdb(split: str, data_dir: str | None) -> ArrayDataset:
         return _from_tfds("imdb_reviews", split, "imdb/aclImdb_v1.tar.gz", ("text",), 2)
     path = f"{folder}/aclImdb_v1.tar.gz"
     with local_files.reading(path):
-        texts, labels = _read_imdb_archive(path, split)
+        texts, labels = imdb_archive.read_splits(path)[split]
     local_files.require_examples(len(labels), "imdb_reviews", split, path)
     return _text_dataset(texts, labels, 2, "imdb_reviews")
-
-
-def _read_imdb_archive(path: str, split: str) -> tuple[list[str], list[int]]:
-    """The labeled reviews of `split` in the archive's (fixed) member order; a damaged
-    archive raises (never ends early)."""
-    texts, labels = [], []
-    prefix = f"aclImdb/{split}/"
-    with local_files.open_binary(path) as file, tarfile.open(fileobj=file, mode="r:gz") as tar:
-        for member in tar:
-            name = member.name
-            if not (member.isfile() and name.startswith(prefix) and name.endswith(".txt")):
-                continue
-            polarity = name[len(prefix):].split("/")[0]
-            if polarity not in ("pos", "neg"):
-                continue  # unsup/ reviews have no label
-            text = tar.extractfile(member).read().decode("utf-8")
-            texts.append(text.replace("<br />", " "))
-            labels.append(1 if polarity == "pos" else 0)
-        _check_tar_end(tar, path)
-    return texts, labels
-
-
-def _check_tar_end(tar: tarfile.TarFile, path: str) -> None:
-    """tarfile's iteration stops quietly at a garbled header: reads the rest of the archive
-    (its gzip trailer's CRC then catches a corrupt stream) and refuses data after the stop
-    (a legitimate end is followed by zero blocks only)."""
-    while chunk := tar.fileobj.read(1 << 20):
-        if chunk.count(0) != len(chunk):
-            raise ValueError(local_files.damaged_message(
-                path, f"the tar header at byte {tar.offset} is garbled; the members after it "
-                      "cannot be read"))
 
 
 def load_sst2(split: str, data_dir: str | None) -> ArrayDataset:
