@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import jax
 
 from bigjax import run_files
+
+
+def summary_writer_class() -> type:
+    """tensorboardX's `SummaryWriter`, imported without PyTorch. tensorboardX imports torch
+    whenever it is installed (the `[bench]` and `[test]` extras install it), only so that
+    it can accept torch tensors; bigjax writes Python floats, and the import cost every run
+    2 s and torch's memory. `None` in `sys.modules` makes that optional import fail as if
+    torch were absent; torch stays importable afterwards (and is used as is when already
+    imported)."""
+    blocked = "torch" not in sys.modules
+    if blocked:
+        sys.modules["torch"] = None
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        if blocked and sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+    return SummaryWriter
 
 
 class MetricWriter:
@@ -19,8 +38,7 @@ class MetricWriter:
         self._jsonl = None
         self._tb = None
         if self.enabled:
-            from tensorboardX import SummaryWriter
-
+            SummaryWriter = summary_writer_class()  # noqa: N806 (a class)
             self._jsonl = run_files.LineLog(run_files.join(workdir, "metrics.jsonl"))
             self._tb = SummaryWriter(run_files.join(workdir, "tensorboard"), flush_secs=30)
 
