@@ -3,6 +3,7 @@
     python -m bigjax.main --config=configs/shakespeare_char.py --workdir=workdirs/shakespeare
     python -m bigjax.predict --workdir=workdirs/shakespeare "ROMEO:"
     ...:gpu                                         # nanoGPT's GPU recipe (6x384, context 256)
+    ...:tuned                                       # the CPU recipe at 3x its learning rate
     ...:runlocal                                    # smoke run
 
 nanoGPT's `train_shakespeare_char.py` with its CPU settings: 4 layers, 4 heads, 128-d,
@@ -11,6 +12,10 @@ weight decay 0.1 on matrices), warmup 100 then cosine to 1e-4, gradient clipping
 windows at every offset of the training text, as nanoGPT samples them. Reads tfds
 `tiny_shakespeare` (offline from $BIGJAX_DATA_DIR/tiny_shakespeare/input.txt); the
 character tokenizer is trained on the training split and saved in the workdir.
+
+`tuned`: the same recipe with the peak learning rate tripled to 3e-3 (cosine to 3e-4):
+nanoGPT's 1e-3 is low for a model this small; 2,000 steps reach a validation loss of about
+1.76 instead of 1.90 (experiments/shakespeare).
 """
 
 import _common
@@ -18,7 +23,7 @@ import ml_collections
 
 
 def get_config(arg=None):
-    args = _common.variant_args(arg, {"gpu"})
+    args = _common.variant_args(arg, {"gpu", "tuned"})
     config = ml_collections.ConfigDict()
     config.data = dict(name="tiny_shakespeare", eval_split="validation",
                        lm=dict(tokenizer="char", context=64, train_stride=1))
@@ -44,6 +49,8 @@ def get_config(arg=None):
         samples=dict(type="samples", every_steps=1000, prompts=["ROMEO:", "JULIET:"],
                      max_new_tokens=56, temperature=0.8, top_k=200),
     )
+    if "tuned" in args:
+        config.optim.learning_rate = 3e-3
     if "gpu" in args:
         config.data.lm.context = 256
         # bfloat16 activations, float32 params: nanoGPT's bf16 autocast on GPU.

@@ -74,3 +74,15 @@ def test_torch_learning_rates_are_bigjax_schedule():
     for step in (0, 1, 50, 99, 100, 101, 777, 1500, 1999, 2000):
         assert bench.lr_at(step, 1e-3, 100, 2000, 0.1) == pytest.approx(
             float(schedule(step)), rel=1e-5, abs=1e-9), step
+
+
+def test_the_tuned_variant_trains_both_sides_at_its_learning_rate():
+    bench = load_script()
+    assert bench.parse_args(["--variant", "tuned"]).variant == "tuned"
+    plain = bench.bench_config(dict(steps=20, warmup_steps=2))
+    tuned = bench.bench_config(dict(steps=20, warmup_steps=2, variant="tuned"))
+    assert (plain.optim.learning_rate, tuned.optim.learning_rate) == (1e-3, 3e-3)
+    # Everything else is nanoGPT's recipe, as the plain config has it.
+    assert {**tuned.to_dict(), "optim": None} == {**plain.to_dict(), "optim": None}
+    assert {**tuned.optim.to_dict(), "learning_rate": 0} == {
+        **plain.optim.to_dict(), "learning_rate": 0}
