@@ -15,7 +15,7 @@ def summary_writer_class() -> type:
     """tensorboardX's `SummaryWriter`, imported without PyTorch. tensorboardX imports torch
     whenever it is installed (the `[bench]` and `[test]` extras install it), only so that
     it can accept torch tensors; bigjax writes Python floats, and the import cost every run
-    2 s and torch's memory. `None` in `sys.modules` makes that optional import fail as if
+    2-3 s and torch's memory. `None` in `sys.modules` makes that optional import fail as if
     torch were absent; torch stays importable afterwards (and is used as is when already
     imported)."""
     blocked = "torch" not in sys.modules

@@ -4,7 +4,7 @@ comparisons of the other bench scripts.
 
     python scripts/bench.py [--steps 50] [--families mlp,cnn,bert,gpt,transformer,resnet,vit]
                             [--peers] [--sizes cpu|accelerator] [--rows 'batch 32,Llama']
-    python scripts/bench.py --smoke      # seconds: smallest size of each family, 5 steps (CI)
+    python scripts/bench.py --smoke      # CI: each family's runlocal config, 5 steps
     python scripts/bench.py --smoke --peers   # also the peer scripts' own --smoke runs
 
 Families and sizes (`SIZES`: a real config of configs/ with overrides for the size):
@@ -28,7 +28,7 @@ Families and sizes (`SIZES`: a real config of configs/ with overrides for the si
         128, S/4 (12 x 384) at batch 32.
 `--sizes accelerator` measures one GPU/TPU chip's rows instead (`ACCELERATOR_SIZES`, all
 bfloat16): GPT-2 small at batch 16 and 32, medium at batch 16 (context 1024) and the
-Llama-1B shape at batch 8 x 2048 (all unrolled layers, cuDNN attention, no remat,
+Llama-1B shape at batch 8 and 16 x 2048 (all unrolled layers, cuDNN attention, no remat,
 configs/gpt_pretrain.py), the speed-run ResNet at its batch 1024, ResNet-50 and
 ViT-B/16 at 224 px, batch 128 (configs/imagenet_*.py, on synthetic images: ImageNet has
 no offline copy).
