@@ -153,9 +153,9 @@ def run_child(name: str, variant: str | None, args, overrides) -> dict:
     extra = [(f"mesh.{axis}", str(size)) for axis, size in mesh.items()]
     extra += VARIANTS[variant] if variant else []
     env = dict(os.environ)
-    flags = [f for f in env.get("XLA_FLAGS", "").split()
-             if not f.startswith("--xla_force_host_platform_device_count")]
-    env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"])
+    from bigjax.fake_cpu_devices import xla_flags_with_devices
+
+    env["XLA_FLAGS"] = xla_flags_with_devices(env.get("XLA_FLAGS"), devices)
     env["JAX_PLATFORMS"] = "cpu"
     cmd = [sys.executable, os.path.abspath(__file__), "--child", f"--config={args.config}",
            f"--steps={args.steps}",

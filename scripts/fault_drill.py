@@ -100,8 +100,10 @@ def child_env(devices: int, compile_cache: str | None) -> dict[str, str]:
     """This process's environment with `devices` fake CPU devices for the child, and JAX's
     persistent compilation cache in `compile_cache` when given (reruns then skip the
     compiles: the same executables, the same bits)."""
+    from bigjax.fake_cpu_devices import xla_flags_with_devices
+
     env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = xla_flags_with_devices(env.get("XLA_FLAGS"), devices)
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONUNBUFFERED"] = "1"
     if compile_cache:

@@ -10,6 +10,8 @@ import tempfile
 
 import pytest
 
+from bigjax.fake_cpu_devices import xla_flags_with_devices
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
 # Tokenized-data caches of the test session go to a fresh folder, not ~/.cache.
@@ -48,7 +50,7 @@ def real_data_dir() -> str:
 
 def cli_env(devices: int = 1, **extra: str) -> dict:
     env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = xla_flags_with_devices(env.get("XLA_FLAGS"), devices)
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONUNBUFFERED"] = "1"
     if data_dir():

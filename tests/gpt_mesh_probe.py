@@ -56,7 +56,9 @@ def losses(mesh: dict, data_dir: str | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    os.environ["JAX_PLATFORMS"] = "cpu"
     sys.path.insert(0, REPO)
+    from bigjax.fake_cpu_devices import xla_flags_with_devices
+
+    os.environ["XLA_FLAGS"] = xla_flags_with_devices(os.environ.get("XLA_FLAGS"), 8)
+    os.environ["JAX_PLATFORMS"] = "cpu"
     print(json.dumps({name: losses(mesh) for name, mesh in MESHES.items()}))

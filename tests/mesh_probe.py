@@ -10,7 +10,9 @@ import os
 import re
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+from bigjax.fake_cpu_devices import xla_flags_with_devices
+
+os.environ["XLA_FLAGS"] = xla_flags_with_devices(os.environ.get("XLA_FLAGS"), 8)
 os.environ["JAX_PLATFORMS"] = "cpu"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

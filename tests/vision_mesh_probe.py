@@ -12,9 +12,11 @@ import json
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-os.environ["JAX_PLATFORMS"] = "cpu"
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bigjax.fake_cpu_devices import xla_flags_with_devices  # noqa: E402
+
+os.environ["XLA_FLAGS"] = xla_flags_with_devices(os.environ.get("XLA_FLAGS"), 8)
+os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402
 import ml_collections  # noqa: E402
