@@ -2,8 +2,8 @@
 
 XLA:CPU shows one device per process unless `--xla_force_host_platform_device_count=N`
 is in XLA_FLAGS when the backend starts; that is how tests, drills and benchmarks run an
-8-device mesh on one CPU. The helper keeps every other flag already set (a user's, or the
-test session's compile settings) and replaces only an earlier device count.
+8-device mesh on one CPU. The helper keeps every other flag already set (a user's dump or
+debug flags, say) and replaces only an earlier device count.
 """
 
 from __future__ import annotations

@@ -152,9 +152,9 @@ def run_child(name: str, variant: str | None, args, overrides) -> dict:
     devices, mesh = STRATEGIES[name]
     extra = [(f"mesh.{axis}", str(size)) for axis, size in mesh.items()]
     extra += VARIANTS[variant] if variant else []
-    env = dict(os.environ)
     from bigjax.fake_cpu_devices import xla_flags_with_devices
 
+    env = dict(os.environ)
     env["XLA_FLAGS"] = xla_flags_with_devices(env.get("XLA_FLAGS"), devices)
     env["JAX_PLATFORMS"] = "cpu"
     cmd = [sys.executable, os.path.abspath(__file__), "--child", f"--config={args.config}",
