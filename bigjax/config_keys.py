@@ -291,8 +291,9 @@ SCHEMA: dict[str, Node] = {
     "profile_memory": Key("bool", False, "with profile_steps: also save the device memory "
                           "profile after the last traced step (workdir/profile/*.prof)."),
     "peak_flops_per_device": Key("float", None, "peak FLOP/s of one device for perf/mfu "
-                                 "(None: a table by device kind; CPUs: a matmul measured at "
-                                 "start-up).", range=ABOVE_ZERO, nullable=True),
+                                 "(None: a table by device kind; CPUs: a matmul measured once "
+                                 "per machine, kept in $BIGJAX_CACHE_DIR/peak_flops.json).",
+                                 range=ABOVE_ZERO, nullable=True),
     "grad_accum_steps": Key("int", 1, "microbatches per step, gradients summed inside the "
                             "step: the same update with 1/k of the activation memory.",
                             range=POSITIVE),

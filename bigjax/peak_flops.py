@@ -3,7 +3,8 @@
 ``peak_flops_per_device`` gives, in order: a configured value; the published dense peak
 of the chip (``PEAK_FLOPS``, matched on ``jax.Device.device_kind``); else (CPU, or a chip
 the table lacks) the measured rate of a large jit-compiled matmul
-(``measure_matmul_flops``), which is what the device achieves, not its peak.
+(``measure_matmul_flops``), which is what the device achieves, not its peak; measured
+once per machine and kept (``measured_peak_cache``).
 
 The table holds dense (no 2:4 sparsity) tensor-core / MXU figures per chip (per jax
 device: on TPU v4 and later one device is one chip) from the vendors' datasheets:
@@ -26,6 +27,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from bigjax import measured_peak_cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,14 +110,18 @@ def measure_matmul_flops(dtype: Any = jnp.float32, size: int = 2048, repeats: in
 
 
 def peak_flops_per_device(configured: float | None = None, dtype: Any = jnp.bfloat16,
-                          device: jax.Device | None = None) -> tuple[float, str]:
+                          device: jax.Device | None = None, keep: bool = True
+                          ) -> tuple[float, str]:
     """(peak FLOP/s of one device, where the figure comes from) for matmuls in ``dtype``
     (the model's compute dtype; a name like "bfloat16" works too).
 
     ``configured`` > 0 wins ("config"); else the table's figure for ``device``'s
     (default: the first device's) ``device_kind`` ("table: NVIDIA H100"); else (CPU, or
     a chip the table lacks) ``measure_matmul_flops`` on it ("measured: 2048^2 float32
-    matmul"; about a second on a CPU: call this once per run, not per step).
+    matmul"; about a second on a CPU). A measured rate is kept per machine
+    (``measured_peak_cache``) and read back by later calls ("..., kept in PATH");
+    ``keep=False`` measures afresh and keeps nothing (benchmarks that compare runs
+    measured in the same conditions).
     """
     if configured is not None and configured > 0:
         return float(configured), "config"
@@ -127,5 +134,12 @@ def peak_flops_per_device(configured: float | None = None, dtype: Any = jnp.bflo
         size, chain = 2048, 1
     else:  # an accelerator the table lacks: big enough to keep it busy
         size, chain = 8192, 4
+    source = f"measured: {size}^2 {name} matmul"
+    key = measured_peak_cache.machine_key(device, name, size, chain)
+    kept = measured_peak_cache.kept_rate(key) if keep else None
+    if kept is not None:
+        return kept, f"{source}, kept in {measured_peak_cache.path()}"
     flops = measure_matmul_flops(dtype, size=size, chain=chain, device=device)
-    return flops, f"measured: {size}^2 {name} matmul"
+    if keep:
+        measured_peak_cache.keep_rate(key, flops)
+    return flops, source

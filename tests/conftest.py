@@ -20,6 +20,12 @@ os.environ.setdefault("BIGJAX_CACHE_DIR", tempfile.mkdtemp(prefix="bigjax-test-c
 # "auto"), the small ones too: JAX keeps only programs that took >= 1 s to compile, and
 # most of a runlocal config's take less (the reliability tests: 216 -> 179 s on 2 cores).
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# XLA:CPU's LLVM fully unrolls loops over small dimensions, and tests' tiny models are all
+# small dimensions: a ResNet-10 of width 4 took 15 s to compile its init, 5 s without
+# unrolling. Results move at the rounding level only (the 1-vs-8-device comparisons still
+# agree to ~1e-7); the tests and every run they start (`cli_env` keeps it) compile so.
+os.environ["XLA_FLAGS"] = " ".join(filter(None, (
+    os.environ.get("XLA_FLAGS"), "--xla_backend_extra_options=xla_cpu_disable_loop_unrolling")))
 
 
 def data_dir() -> str | None:

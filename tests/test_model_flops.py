@@ -1,5 +1,6 @@
 """Analytic LM training FLOPs against XLA's count, and the per-device peak FLOP/s."""
 
+import json
 import math
 
 import flax.linen as nn
@@ -8,6 +9,7 @@ import jax.numpy as jnp
 import optax
 import pytest
 
+from bigjax import peak_flops
 from bigjax.model_flops import cost_analysis_flops, gpt_train_flops_per_token
 from bigjax.models.gpt import GPT
 from bigjax.peak_flops import measure_matmul_flops, peak_flops_per_device, table_peak_flops
@@ -151,7 +153,34 @@ def test_measured_matmul_flops_on_cpu():
 
 
 @pytest.mark.skipif(jax.devices()[0].platform != "cpu", reason="measures on CPU only")
-def test_peak_flops_per_device_measures_a_cpu():
+def test_a_cpu_is_measured_once_and_its_rate_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIGJAX_CACHE_DIR", str(tmp_path))
+    measured = []
+
+    def measure(dtype, size, chain, device):
+        measured.append((jnp.dtype(dtype).name, size, chain))
+        return 1e9 * len(measured)
+
+    monkeypatch.setattr(peak_flops, "measure_matmul_flops", measure)
+    assert peak_flops_per_device(dtype="float32") == (1e9, "measured: 2048^2 float32 matmul")
+    kept = f"measured: 2048^2 float32 matmul, kept in {tmp_path / 'peak_flops.json'}"
+    assert peak_flops_per_device(dtype="float32") == (1e9, kept)  # read back, not measured
+    assert peak_flops_per_device(dtype="bfloat16")[0] == 2e9  # another key: measured
+    assert peak_flops_per_device(dtype="float32", keep=False)[0] == 3e9  # afresh ...
+    assert peak_flops_per_device(dtype="float32")[0] == 1e9  # ... and not kept
+    assert len(measured) == 3
+    (key,) = [k for k in json.loads((tmp_path / "peak_flops.json").read_text())
+              if "float32" in k]
+    assert key.startswith("cpu|cpu|") and f"jax {jax.__version__}" in key
+
+    (tmp_path / "peak_flops.json").write_text("{not json")  # damaged: measured over
+    assert peak_flops_per_device(dtype="float32") == (4e9, "measured: 2048^2 float32 matmul")
+    assert peak_flops_per_device(dtype="float32")[0] == 4e9
+
+
+@pytest.mark.skipif(jax.devices()[0].platform != "cpu", reason="measures on CPU only")
+def test_peak_flops_per_device_measures_a_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIGJAX_CACHE_DIR", str(tmp_path))
     flops, source = peak_flops_per_device(dtype="float32")  # about a second
     assert math.isfinite(flops) and flops > 0
     assert source == "measured: 2048^2 float32 matmul"

@@ -29,7 +29,7 @@ from bigjax.train_state import abstract_state, init_state, make_init_fn  # noqa:
 from bigjax.train_step import jit_train_step, make_step_fn  # noqa: E402
 
 MODELS = {
-    "resnet": dict(name="resnet", num_classes=10, variant="resnet18", stem="cifar", width=8,
+    "resnet": dict(name="resnet", num_classes=10, variant="resnet10", stem="cifar", width=4,
                    zero_init_residual=False),
     "vit": dict(name="vit", num_classes=10, variant="Ti/4", depth=2, width=32, num_heads=4,
                 mlp_dim=64),
@@ -72,7 +72,7 @@ def max_diff(a, b) -> float:
 
 def main() -> None:
     rng = np.random.default_rng(0)
-    batches = [{"image": rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8),
+    batches = [{"image": rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8),
                 "label": rng.integers(0, 10, (16,)).astype(np.int32)} for _ in range(2)]
     devices = jax.devices()
     out = {}

@@ -1,6 +1,7 @@
 """ResNet v1.5 (He et al. 2016, with the stride on the 3x3 conv of the bottleneck, as
-torchvision and the Flax ImageNet example): ResNet-18/34 (basic blocks) and
-ResNet-50/101/152 (bottleneck blocks), with the ImageNet stem or a CIFAR stem.
+torchvision and the Flax ImageNet example): ResNet-10/18/34 (basic blocks; ResNet-10, one
+block per stage, is the small one for tests and quick ablations) and ResNet-50/101/152
+(bottleneck blocks), with the ImageNet stem or a CIFAR stem.
 
     inputs [batch, H, W, C]
     -> stem: "imagenet": Conv 7x7/2 (width) -> BN -> ReLU -> MaxPool 3x3/2   [H/4, W/4]
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 
 # variant -> (blocks per stage, block kind)
 VARIANTS: dict[str, tuple[tuple[int, ...], str]] = {
+    "resnet10": ((1, 1, 1, 1), "basic"),
     "resnet18": ((2, 2, 2, 2), "basic"),
     "resnet34": ((3, 4, 6, 3), "basic"),
     "resnet50": ((3, 4, 6, 3), "bottleneck"),
