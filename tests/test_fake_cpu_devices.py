@@ -1,5 +1,7 @@
 """The XLA_FLAGS a child process gets for N fake CPU devices."""
 
+import os
+
 import pytest
 
 from bigjax.fake_cpu_devices import xla_flags_with_devices
@@ -21,3 +23,10 @@ def test_cli_children_keep_the_callers_flags_with_their_own_device_count(monkeyp
                                     "--xla_force_host_platform_device_count=2")
     assert cli_env(devices=4)["XLA_FLAGS"].split() == [
         "--xla_cpu_enable_fast_math=false", "--xla_force_host_platform_device_count=4"]
+
+
+def test_the_test_session_and_its_children_compile_without_loop_unrolling():
+    # Set by conftest for CI time (see README, "Test compiles"); a child keeps it.
+    flag = "--xla_backend_extra_options=xla_cpu_disable_loop_unrolling"
+    assert flag in os.environ["XLA_FLAGS"].split()
+    assert flag in cli_env(devices=2)["XLA_FLAGS"].split()
