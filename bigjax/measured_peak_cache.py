@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import tempfile
 
 import jax
 
+from bigjax import host_cpu
 from bigjax.user_cache import cache_dir
 
 log = logging.getLogger("bigjax")
@@ -31,27 +31,11 @@ def path() -> str:
     return os.path.join(cache_dir(), FILE_NAME)
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _usable_cores() -> int:
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity else (os.cpu_count() or 1)
-
-
 def machine_key(device: jax.Device, dtype: str, size: int, chain: int) -> str:
     """The entry of a `size`^2 `dtype` matmul rate (`chain` matmuls per call) on
     `device`: one string naming everything the rate depends on."""
-    return (f"{device.platform}|{device.device_kind}|{_cpu_model()}|{_usable_cores()} cores|"
-            f"{dtype}|{size}^2 x{chain}|jax {jax.__version__}")
+    return (f"{device.platform}|{device.device_kind}|{host_cpu.cpu_model()}|"
+            f"{host_cpu.usable_cores()} cores|{dtype}|{size}^2 x{chain}|jax {jax.__version__}")
 
 
 def _read() -> dict:

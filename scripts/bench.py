@@ -98,6 +98,8 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # measure this checkout's bigjax, not another installed one
+from bigjax import host_cpu  # noqa: E402  (no jax: the parent process stays light)
+
 SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
 FAMILIES = ("mlp", "cnn", "bert", "gpt", "transformer", "resnet", "vit")
 WARMUP = 2  # untimed steps after the compile
@@ -429,18 +431,6 @@ def runlocal(size: Size) -> Size:
                 SMOKE_OVERRIDES.get(size.family, ()))
 
 
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), else the platform's processor string."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def number(value: float | None, spec: str) -> str:
     """`value` formatted, "-" when there is none (tokens/s of an image model)."""
     return "-" if value is None else f"{value:{spec}}"
@@ -587,7 +577,7 @@ def parent_main(args: argparse.Namespace) -> int:
         for script in PEER_ARGS:
             peers[script] = run_peer(script, args.smoke, env)
         peer_summary = peer_rows(peers)
-    machine = {"cpu": cpu_model(), "cpu_count": os.cpu_count(),
+    machine = {"cpu": host_cpu.cpu_model(), "cpu_count": os.cpu_count(),
                "python": platform.python_version(), "jax": jax_version(),
                "backend": peak_run["backend"], "devices": peak_run["devices"],
                "device_kind": peak_run["device_kind"]}
