@@ -65,9 +65,13 @@ def keep_rate(key: str, rate: float) -> None:
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".peak_flops.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(entries, f, indent=1, sort_keys=True)
-        os.replace(tmp, path())
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(entries, f, indent=1, sort_keys=True)
+            os.replace(tmp, path())
+        finally:
+            if os.path.exists(tmp):  # a failed write leaves no temporary file behind
+                os.remove(tmp)
     except OSError as err:
         log.warning("Could not keep the measured matmul rate in %s (%s): the next run "
                     "measures it again.", path(), err)

@@ -24,8 +24,8 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 # small dimensions: a ResNet-10 of width 4 took 15 s to compile its init, 5 s without
 # unrolling. Results move at the rounding level only (the 1-vs-8-device comparisons still
 # agree to ~1e-7); the tests and every run they start (`cli_env` keeps it) compile so.
-os.environ["XLA_FLAGS"] = " ".join(filter(None, (
-    os.environ.get("XLA_FLAGS"), "--xla_backend_extra_options=xla_cpu_disable_loop_unrolling")))
+NO_LOOP_UNROLLING = "--xla_backend_extra_options=xla_cpu_disable_loop_unrolling"
+os.environ["XLA_FLAGS"] = " ".join(filter(None, (os.environ.get("XLA_FLAGS"), NO_LOOP_UNROLLING)))
 
 
 def data_dir() -> str | None:
