@@ -61,6 +61,32 @@ def test_digits_split_is_fixed_stratified_and_disjoint():
     assert train.features["image"].dtype == np.uint8 and train.features["image"].max() == 255
 
 
+def test_digits_split_is_sklearns_kept_and_read_back_without_sklearn(tmp_path, monkeypatch,
+                                                                      caplog):
+    from bigjax.datasets import digits
+
+    monkeypatch.setenv("BIGJAX_CACHE_DIR", str(tmp_path))
+    digits._kept_split.cache_clear()
+    made = []
+    real_split = digits.split_with_sklearn
+    monkeypatch.setattr(digits, "split_with_sklearn", lambda: made.append(1) or real_split())
+    first = datasets.load("digits", "test")
+    assert made == [1] and os.path.exists(digits.kept_copy_path())
+    digits._kept_split.cache_clear()  # as a new process: the kept copy, not scikit-learn
+    again = datasets.load("digits", "test")
+    assert made == [1]
+    for column in ("image", "label"):
+        np.testing.assert_array_equal(again.features[column], first.features[column])
+        np.testing.assert_array_equal(again.features[column], real_split()[f"test_{column}"])
+    with open(digits.kept_copy_path(), "r+b") as f:  # damaged: made again, with a warning
+        f.truncate(50)
+    digits._kept_split.cache_clear()
+    np.testing.assert_array_equal(datasets.load("digits", "train").features["label"],
+                                  real_split()["train_label"])
+    assert made == [1, 1] and "kept digits split" in caplog.text and "is damaged" in caplog.text
+    digits._kept_split.cache_clear()
+
+
 def test_labels_out_of_range_are_refused():
     with pytest.raises(ValueError, match="label 12 at example 1 is outside"):
         ArrayDataset({"label": np.array([1, 12, 3])}, num_classes=10, name="bad")

@@ -12,10 +12,10 @@ import hashlib
 import logging
 import os
 import tarfile
-import zipfile
 
 import numpy as np
 
+from bigjax import kept_arrays
 from bigjax.datasets import local_files
 from bigjax.user_cache import cache_dir
 
@@ -83,43 +83,35 @@ def _check_tar_end(tar: tarfile.TarFile, path: str) -> None:
 
 
 def _save_copy(copy: str, reviews: Reviews) -> None:
-    """Writes the parsed copy (each split's texts as one UTF-8 blob plus offsets), atomically
-    (a temporary file renamed into place); a failed write only costs the next run time."""
+    """Keeps the parsed copy: each split's texts as one UTF-8 blob plus offsets."""
     arrays = {}
     for split, (texts, labels) in reviews.items():
         encoded = [t.encode("utf-8") for t in texts]
         arrays[f"{split}_blob"] = np.frombuffer(b"".join(encoded), np.uint8)
         arrays[f"{split}_ends"] = np.cumsum([len(e) for e in encoded], dtype=np.int64)
         arrays[f"{split}_labels"] = np.asarray(labels, np.int8)
-    temporary = f"{copy}.{os.getpid()}.tmp.npz"
-    try:
-        os.makedirs(os.path.dirname(copy), exist_ok=True)
-        np.savez(temporary, **arrays)
-        os.replace(temporary, copy)
-    except OSError as err:
-        log.warning("Could not keep a parsed copy of the IMDb archive at %s (%s).", copy, err)
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    kept_arrays.write(copy, arrays, "a parsed copy of the IMDb archive")
 
 
 def _load_copy(copy: str) -> Reviews | None:
-    if not os.path.exists(copy):
+    what = "the parsed copy of the IMDb archive"
+    arrays = kept_arrays.read(copy, what, tuple(f"{split}_{part}" for split in SPLITS
+                                                for part in ("blob", "ends", "labels")))
+    if arrays is None:
         return None
     try:
-        with np.load(copy) as arrays:
-            reviews = {}
-            for split in SPLITS:
-                blob = arrays[f"{split}_blob"].tobytes()
-                ends = arrays[f"{split}_ends"].tolist()
-                starts = [0, *ends[:-1]]
-                texts = [blob[a:b].decode("utf-8") for a, b in zip(starts, ends, strict=True)]
-                labels = arrays[f"{split}_labels"].astype(int).tolist()
-                if len(labels) != len(texts):
-                    raise ValueError(f"{len(texts)} texts, {len(labels)} labels")
-                reviews[split] = (texts, labels)
+        reviews = {}
+        for split in SPLITS:
+            blob = arrays[f"{split}_blob"].tobytes()
+            ends = arrays[f"{split}_ends"].tolist()
+            starts = [0, *ends[:-1]]
+            texts = [blob[a:b].decode("utf-8") for a, b in zip(starts, ends, strict=True)]
+            labels = arrays[f"{split}_labels"].astype(int).tolist()
+            if len(labels) != len(texts):
+                raise ValueError(f"{len(texts)} texts, {len(labels)} labels")
+            reviews[split] = (texts, labels)
         return reviews
-    except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError,
-            zipfile.BadZipFile) as err:
+    except (ValueError, UnicodeDecodeError) as err:
         log.warning("The parsed copy %s of the IMDb archive is damaged (%s); reading the "
                     "archive again.", copy, err)
         return None
