@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import time
@@ -10,22 +11,33 @@ import jax
 
 from bigjax import run_files
 
+# Modules tensorboardX imports when they are installed, only for what bigjax does not use
+# here: torch (to accept torch tensors; 2-3 s and its memory) and, for a local folder, the
+# S3 and Cloud Storage clients (0.3-0.5 s of every run's start).
+_NOT_FOR_BIGJAX = ("torch",)
+_NOT_FOR_A_LOCAL_FOLDER = ("boto3", "google.cloud.storage")
 
-def summary_writer_class() -> type:
-    """tensorboardX's `SummaryWriter`, imported without PyTorch. tensorboardX imports torch
-    whenever it is installed (the `[bench]` and `[test]` extras install it), only so that
-    it can accept torch tensors; bigjax writes Python floats, and the import cost every run
-    2-3 s and torch's memory. `None` in `sys.modules` makes that optional import fail as if
-    torch were absent; torch stays importable afterwards (and is used as is when already
-    imported)."""
-    blocked = "torch" not in sys.modules
-    if blocked:
-        sys.modules["torch"] = None
+
+def summary_writer_class(logdir: str) -> type:
+    """tensorboardX's `SummaryWriter` for event files in `logdir` (a folder or a URL),
+    imported without the modules it has no use for there (`_NOT_FOR_BIGJAX`, and for a
+    local folder `_NOT_FOR_A_LOCAL_FOLDER`). `None` in `sys.modules` makes an optional import
+    fail as if the module were absent; the modules stay importable afterwards (and one
+    already imported is used as is). A URL after a local folder in the same process
+    re-imports tensorboardX's record writer, so that it finds the storage client."""
+    remote = run_files.is_url(logdir)
+    names = _NOT_FOR_BIGJAX + (() if remote else _NOT_FOR_A_LOCAL_FOLDER)
+    blocked = [name for name in names if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None
     try:
-        from tensorboardX import SummaryWriter
+        from tensorboardX import SummaryWriter, record_writer
     finally:
-        if blocked and sys.modules.get("torch", 0) is None:
-            del sys.modules["torch"]
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+    if remote and not (record_writer.GCS_ENABLED or record_writer.S3_ENABLED):
+        importlib.reload(record_writer)  # its functions read the reloaded module's globals
     return SummaryWriter
 
 
@@ -38,9 +50,10 @@ class MetricWriter:
         self._jsonl = None
         self._tb = None
         if self.enabled:
-            SummaryWriter = summary_writer_class()  # noqa: N806 (a class)
+            logdir = run_files.join(workdir, "tensorboard")
+            SummaryWriter = summary_writer_class(logdir)  # noqa: N806 (a class)
             self._jsonl = run_files.LineLog(run_files.join(workdir, "metrics.jsonl"))
-            self._tb = SummaryWriter(run_files.join(workdir, "tensorboard"), flush_secs=30)
+            self._tb = SummaryWriter(logdir, flush_secs=30)
 
     def write(self, step: int, scalars: dict[str, float]) -> None:
         """`scalars` maps names like "train/loss" to numbers (none: no row)."""

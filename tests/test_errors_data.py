@@ -171,11 +171,11 @@ def test_a_damaged_tokenized_cache_is_rebuilt(minilm, tmp_path, monkeypatch):
     texts = np.asarray(["A fine film.", "Dull, dull!", "unbelievably good"], dtype=object)
     data = ArrayDataset({"text": texts, "label": np.array([1, 0, 1], np.int32)}, 2, "toy")
     first = tokenized.tokenize(data, config).features["input_ids"]
-    (cached,) = (tmp_path / "tokenized").glob("*.npy")
+    (cached,) = (tmp_path / "tokenized").glob("*.npz")
     cached.write_bytes(cached.read_bytes()[:100])  # truncated
     again = tokenized.tokenize(data, config).features["input_ids"]
     np.testing.assert_array_equal(again, first)
-    np.testing.assert_array_equal(np.load(cached), first)  # rewritten whole
+    np.testing.assert_array_equal(np.load(cached)["input_ids"], first)  # rewritten whole
 
 
 # --- splits and example counts -------------------------------------------------------------

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from bigjax import run_files
+from bigjax import kept_arrays, run_files
 from bigjax.datasets.array_dataset import ArrayDataset
 from bigjax.pp.tokenizer import WordPieceTokenizer
 from bigjax.user_cache import cache_dir
@@ -57,18 +57,19 @@ def _cache_key(data: ArrayDataset, tokenizer_config, vocab_path: str) -> str:
     return digest.hexdigest()[:24]
 
 
+_WHAT = "the kept token ids"
+
+
 def _load_cached(path: str, num_texts: int) -> np.ndarray | None:
-    """The cached ids at `path`, or None when there are none or the file is damaged (then
-    they are tokenized again and the file rewritten; a warning names it)."""
-    if not os.path.exists(path):
+    """The kept ids at `path` (`kept_arrays`, never unpickled), or None when there are none
+    or the file is damaged or holds another shape (then the texts are tokenized again and
+    the file rewritten; a warning names it)."""
+    kept = kept_arrays.read(path, _WHAT, ("input_ids",))
+    if kept is None:
         return None
-    try:
-        ids = np.load(path)
-    except (OSError, ValueError, EOFError) as err:
-        log.warning("Tokenized cache %s is damaged (%s); tokenizing again.", path, err)
-        return None
+    ids = kept["input_ids"]
     if ids.ndim != 2 or len(ids) != num_texts:
-        log.warning("Tokenized cache %s holds ids %s for %d texts; tokenizing again.",
+        log.warning("%s at %s are %s for %d texts; tokenizing again.", _WHAT.capitalize(),
                     path, ids.shape, num_texts)
         return None
     return ids
@@ -80,17 +81,14 @@ def tokenize(data: ArrayDataset, tokenizer_config: ml_collections.ConfigDict,
     the one built from `tokenizer_config` already, if any (else built when needed)."""
     path_vocab = vocab_file(tokenizer_config.vocab)
     key = _cache_key(data, tokenizer_config, path_vocab)
-    path = os.path.join(cache_dir(), "tokenized", f"{key}.npy")
+    path = os.path.join(cache_dir(), "tokenized", f"{key}.npz")
     ids = _load_cached(path, len(data))
     if ids is None:
         tokenizer = tokenizer or make_tokenizer(tokenizer_config)
         texts = list(data.features["text"])
         ids = np.concatenate([tokenizer.encode(texts[i:i + chunk])["input_ids"]
                               for i in range(0, len(texts), chunk)])
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp.npy"
-        np.save(tmp, ids)
-        os.replace(tmp, path)  # atomic: a half-written cache file is never read
+        kept_arrays.write(path, {"input_ids": ids}, _WHAT)
         log.info("Tokenized %d texts of %s -> %s", len(texts), data.name, path)
     features = {k: v for k, v in data.features.items() if k != "text"}
     return ArrayDataset({"input_ids": ids, **features}, data.num_classes, data.name)
