@@ -30,6 +30,7 @@ from bigjax import (
     init_from,
     param_lr,
     run_files,
+    run_ahead,
     sharding,
     train_state,
 )
@@ -279,6 +280,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     batches = exp.train_batches.iterate(step, exp.total_steps, per_call=per_call,
                                         workers=config.data.workers)
     pending: list = []  # (first step, device metrics) not yet fetched
+    in_flight = run_ahead.RunAhead()  # one train call queued behind the running one
     unlogged: list = []  # fetched values since the last written row
     divergence = config.divergence_factor
     lowest = [np.inf]  # the lowest training loss seen in this process
@@ -377,6 +379,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                         bool(config.model.get("scan_layers")), config.grad_accum_steps)))
                 profiler.before_call(step, k)
                 state, metrics = train_step(state, batch)
+                in_flight.launched(metrics)
                 pending.append((step, metrics))
                 step += k
                 profiler.after_call(step, state)
