@@ -4,11 +4,13 @@ JAX dispatches asynchronously: a Python loop that calls a jitted step keeps laun
 calls before the earlier ones have run, as many as XLA's queue takes. `RunAhead` bounds
 that to one call queued behind the one running, which keeps the devices as busy (the next
 step is always waiting for them) and is needed on XLA:CPU: with several devices in one
-process, a queue of programs that hold collectives deadlocks there. One device's
-all-reduce waits for a peer whose program never starts, and after 40 s XLA aborts the
-process ("Termination timeout for `all reduce ...`"). Measured with jax 0.10.2 on 2 cores:
-2-device digits runs of 1,500-3,000 steps, logging every 500-1,000, aborted in 7 of 7
-tries unbounded and finished in every try with the bound (tests/test_run_ahead.py).
+process, a long queue of steps that each hold several all-reduces deadlocks there. One
+device's all-reduce waits for a peer whose program never starts, and after 40 s XLA aborts
+the process ("Termination timeout for `all reduce ...`"). Measured with jax 0.10.2 on 2
+cores: 2-device digits runs of 1,500-3,000 steps, logging every 500-1,000, aborted in 7 of
+7 tries unbounded and finished in every try with the bound (tests/test_run_ahead.py); a
+pure-JAX loop with 3 all-reduces per step hung within a few hundred steps unless it waited
+for the step before the previous one.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from etils import epath
 
-from bigjax import run_ahead, run_files, sharding
+from bigjax import run_files, sharding
 from bigjax.evaluators.base import BatchedEvaluator
 
 
@@ -33,11 +33,9 @@ class TaskMetricsEvaluator(BatchedEvaluator):
 
     def run(self, variables: dict, step: int = 0) -> dict[str, Any]:
         totals = None
-        in_flight = run_ahead.RunAhead()
         with sharding.mesh_context(self.mesh, self.rules):
             for batch, rng in self.batches():
                 sums = self._eval_step(variables, batch, rng)
-                in_flight.launched(sums)
                 totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals,
                                                                   sums)
         metrics = self.task.summarize(jax.device_get(totals))
