@@ -29,8 +29,8 @@ from bigjax import (
     evaluators,
     init_from,
     param_lr,
-    run_files,
     run_ahead,
+    run_files,
     sharding,
     train_state,
 )
