@@ -4,9 +4,11 @@ an uninterrupted run (one process with as many devices: two processes x 1 device
 bit for bit like it on CPU).
 
 One fake CPU device per process: with 2 devices per process, XLA:CPU's gloo all-reduce
-deadlocks intermittently on this 2-core machine (about half of the 400-step two-process
+deadlocked intermittently on this 2-core machine (about half of the 400-step two-process
 runs hung for good, in bigjax and in a pure-JAX loop of jitted all-reduces alike; a
-20-step run, as in test_multihost.py, rarely hits it). One device per process passed
+20-step run, as in test_multihost.py, rarely hits it). That was measured before the train
+loop stopped queueing steps without bound (bigjax/run_ahead.py, which cured the same hang
+of 2 devices in one process); it was not measured again. One device per process passed
 every run, and the preemption protocol (JAX's coordination service) does not depend on
 the devices per process.
 """
