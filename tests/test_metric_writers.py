@@ -49,10 +49,12 @@ def test_writer_writes_jsonl_and_events_without_importing_torch(tmp_path):
     assert os.path.getsize(events) > 0
 
 
-def test_torch_is_not_left_blocked(monkeypatch):
+def test_torch_and_the_storage_clients_are_not_left_blocked(monkeypatch):
     from bigjax import metric_writers
 
-    monkeypatch.delitem(sys.modules, "torch", raising=False)
-    metric_writers.summary_writer_class("/tmp/tensorboard")
-    assert "torch" not in sys.modules  # None there would make every later import fail
-
+    names = ("torch", "boto3", "google.cloud.storage")
+    for name in names:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    metric_writers.summary_writer_class("/tmp/tensorboard")  # a local folder blocks all three
+    for name in names:
+        assert name not in sys.modules  # None there would make every later import fail
