@@ -2,14 +2,15 @@
 64 tokens).
 
     python -m bigjax.main --config=configs/cifar10_vit.py --workdir=DIR
-    ...:s4        -> ViT-S/4 (384 wide, 12 blocks, 21.3M params)
+    ...:s4        -> ViT-S/4 (384 wide, 12 blocks, 21.3M params; learning rate 5e-4)
     ...:runlocal  -> a few steps, for smoke tests
 
 Default: 6 blocks of width 192 (3 heads, MLP 384: a "ViT-Lite"-sized model, 1.8M
 params, sized for CPUs), global average pooling, AdamW with warmup + cosine, label
 smoothing, flips, 4-pixel reflect-padded shifts and mixup against over-fitting
 (`--config.pp.cutmix=1.0`, `--config.pp.rand_augment=[2,9]` for longer schedules); the
-final eval is averaged over flipped views. 40 epochs.
+final eval is averaged over flipped views. 40 epochs: 80.6% test accuracy
+(experiments/cifar10).
 Offline the images come from $BIGJAX_DATA_DIR/cifar10_jpg/cifar10_jpg.tar, else tfds.
 """
 
@@ -39,7 +40,10 @@ def get_config(arg=None):
                         # at the end: averaged with the mirror images, + confusion PNG
                         test_tta=dict(type="metrics", tta="flip", plot_confusion=True))
     if "s4" in args:
+        # 12 blocks of width 384 stall at 2e-3 (41% after 40 epochs on an H200); at 5e-4
+        # they reach 80.1% with TTA (experiments/cifar10).
         config.model.update(variant="S/4", depth=None, mlp_dim=None)
+        config.optim.learning_rate = 5e-4
     if "runlocal" in args:
         _common.shrink_for_runlocal(config, steps=6)
         config.model.update(depth=2, width=64, num_heads=2, mlp_dim=128)
