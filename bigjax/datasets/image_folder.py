@@ -106,22 +106,60 @@ def _fingerprint(path: str, listing: list[tuple[str, str, str, int, int]]) -> st
     return digest.hexdigest()[:20]
 
 
+def _summary(path: str, prepared_dir: str) -> dict:
+    """`{"fingerprint", "splits", "classes"}` of the images under `path`.
+
+    A tar's summary is kept in `prepared_dir` under the tar's own path, size and
+    modification time: listing CIFAR-10's 60,000 members takes seconds, and every run
+    needs the summary (the copies of a tar on several hosts share fingerprints, which
+    name the prepared folder and the hosts' barrier). A folder is listed each time (a
+    file changed inside it changes no stat of the folder).
+    """
+    cached = None
+    if os.path.isfile(path):
+        stat = os.stat(path)
+        key = json.dumps([os.path.abspath(path), stat.st_size, stat.st_mtime_ns])
+        cached = os.path.join(prepared_dir, NAME, "tar_summaries",
+                              hashlib.sha256(key.encode()).hexdigest()[:20] + ".json")
+        try:
+            with open(cached) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            pass  # absent or unreadable: list the tar again
+    listing = _listing(path)
+    summary = {"fingerprint": _fingerprint(path, listing),
+               "splits": sorted({entry[0] for entry in listing}),
+               "classes": sorted({entry[1] for entry in listing})}
+    if cached is not None:
+        try:
+            os.makedirs(os.path.dirname(cached), exist_ok=True)
+            partial = f"{cached}.{os.getpid()}.tmp"
+            with open(partial, "w") as f:
+                json.dump(summary, f)
+            os.replace(partial, cached)
+        except OSError:
+            pass  # a read-only prepared_dir: the tar is listed again next time
+    return summary
+
+
 def load(split: str, path: str | None, prepared_dir: str) -> record_files.RecordDataset:
     """Split `split` of the image folder at `path`, prepared on first use."""
     if not path:
         raise ValueError('config.data.name="image_folder" needs config.data.path: the folder '
                          "(or .tar) holding <split>/<class>/<image> files.")
     path = record_files.check_local(path, "config.data.path")
-    listing = _listing(path)
-    splits = sorted({entry[0] for entry in listing})
+    summary = _summary(path, prepared_dir)
+    splits, classes = summary["splits"], summary["classes"]
     if split not in splits:
         raise ValueError(f"{path} has no images under {split}/<class>/; its splits are "
                          f"{', '.join(map(repr, splits)) or 'none'}. Set "
                          "config.data.train_split / eval_split to one of them.")
-    classes = sorted({entry[1] for entry in listing})
-    folder = os.path.join(prepared_dir, NAME, _fingerprint(path, listing))
+    folder = os.path.join(prepared_dir, NAME, summary["fingerprint"])
 
     def prepare() -> None:
+        listing = _listing(path)
+        if _fingerprint(path, listing) != summary["fingerprint"]:
+            raise ValueError(f"{path} changed while it was being read; run again.")
         members = [(c, m) for s, c, m, _, _ in listing if s == split]
         labels = [classes.index(c) for c, _ in members]
         images = _images(path, [m for _, m in members])
