@@ -37,14 +37,21 @@ def _sources(rows: int = 24, seed: int = 0) -> np.ndarray:
 
 def _params(model: Transformer, scale: float = 0.3, seed: int = 1):
     """Params drawn with a large std, so that the decoder's distributions differ from step
-    to step and from source to source (a freshly initialised model repeats one token)."""
-    source = _sources(2)
-    variables = model.init(jax.random.PRNGKey(0), source,
-                           decoder_inputs=np.ones((2, 4), np.int32), train=False)
-    leaves, tree = jax.tree.flatten(nn.meta.unbox(variables["params"]))
-    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-    return jax.tree.unflatten(tree, [jax.random.normal(k, x.shape) * scale
-                                     for k, x in zip(keys, leaves, strict=True)])
+    to step and from source to source (a freshly initialised model repeats one token).
+    Shapes from `jax.eval_shape`, values from numpy: nothing is compiled."""
+    shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0),
+                            _sources(2), decoder_inputs=np.ones((2, 4), np.int32))
+    leaves, tree = jax.tree.flatten(nn.meta.unbox(shapes["params"]))
+    rng = np.random.default_rng(seed)
+    return jax.tree.unflatten(tree, [(rng.standard_normal(x.shape) * scale).astype(np.float32)
+                                     for x in leaves])
+
+
+def _init(model: Transformer, source: np.ndarray, decoder_inputs: np.ndarray):
+    """The model's initial params, from one compiled `init` (eager, it compiles each op)."""
+    init = jax.jit(functools.partial(model.init, train=False))
+    return nn.meta.unbox(init(jax.random.PRNGKey(0), source,
+                              decoder_inputs=decoder_inputs)["params"])
 
 
 def _reversal(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,8 +74,7 @@ def trained():
     find better-scoring ones than greedy decoding."""
     model = _model()
     source, target = _reversal(2, 0)
-    params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), source,
-                                      decoder_inputs=target[:, :-1], train=False)["params"])
+    params = _init(model, source, target[:, :-1])
     tx = optax.adam(3e-3)
 
     @jax.jit
@@ -262,19 +268,19 @@ def test_remat_gives_the_same_gradients_and_bfloat16_runs(scan_layers=True):
     """Scanned layers (remat of the unscanned ones wraps the same block the same way)."""
     source, target = _reversal(4, 0)
     plain, remat = _model(scan_layers=scan_layers), _model(scan_layers=scan_layers, remat=True)
-    params = nn.meta.unbox(plain.init(jax.random.PRNGKey(0), source,
-                                      decoder_inputs=target[:, :-1], train=False)["params"])
+    params = _init(plain, source, target[:, :-1])
 
     def loss(model, params):
         logits = model.apply({"params": params}, source, decoder_inputs=target[:, :-1],
                              train=True, rngs={"dropout": jax.random.PRNGKey(1)})[0]
         return optax.softmax_cross_entropy_with_integer_labels(logits, target[:, 1:]).mean()
 
-    grads = jax.grad(functools.partial(loss, plain))(params)
-    remat_grads = jax.grad(functools.partial(loss, remat))(params)
+    grads = jax.jit(jax.grad(functools.partial(loss, plain)))(params)
+    remat_grads = jax.jit(jax.grad(functools.partial(loss, remat)))(params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), grads, remat_grads)
     half = _model(scan_layers=scan_layers, dtype=jnp.bfloat16)
-    assert abs(float(loss(half, params)) - float(loss(plain, params))) < 0.05
+    half_loss, plain_loss = (jax.jit(functools.partial(loss, m))(params) for m in (half, plain))
+    assert abs(float(half_loss) - float(plain_loss)) < 0.05
     tokens, scores = greedy_decode(half, params, source, max_len=6, bos_id=BOS, eos_id=EOS)
     assert tokens.shape == (4, 6) and scores.dtype == jnp.float32
 
@@ -316,7 +322,7 @@ def test_decoding_never_emits_padding_or_bos():
     """This random model ranks padding (id 0) first at every step; decoding must pick
     real tokens instead (else rows never end and the length penalty miscounts)."""
     model = _model(shared_embeddings="none")
-    params = _params(model, seed=2)
+    params = _params(model, seed=6)
     source = _sources(8)
     logits = _logits(model, params, source, np.full((8, 1), BOS, np.int32))
     assert (np.argmax(logits[:, 0], axis=-1) == 0).all()  # padding would win unmasked
