@@ -175,11 +175,11 @@ def test_scanned_and_rematerialized_layers_compute_the_same_loss_and_gradients()
         logits, _ = model.apply({"params": params}, ids, train=False)
         return -jax.nn.log_softmax(logits[:, :-1])[..., 0].mean()
 
-    base, base_grads = jax.value_and_grad(lambda p: loss(plain, p))(params)
+    base, base_grads = jax.jit(jax.value_and_grad(lambda p: loss(plain, p)))(params)
     scanned = {**params, "decoder": stack_layer_params(params["decoder"], 2)}
     for model in (tiny(**SHAPES["llama-like"], scan_layers=True, remat=True),
                   tiny(**SHAPES["llama-like"], scan_layers=True)):
-        value, grads = jax.value_and_grad(lambda p, m=model: loss(m, p))(scanned)
+        value, grads = jax.jit(jax.value_and_grad(lambda p, m=model: loss(m, p)))(scanned)
         assert float(value) == pytest.approx(float(base), rel=1e-6)
         np.testing.assert_allclose(grads["decoder"]["layers"]["mlp"]["wo"]["kernel"][1],
                                    base_grads["decoder"]["layers_1"]["mlp"]["wo"]["kernel"],
