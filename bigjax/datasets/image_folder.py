@@ -106,8 +106,9 @@ def _fingerprint(path: str, listing: list[tuple[str, str, str, int, int]]) -> st
     return digest.hexdigest()[:20]
 
 
-def _summary(path: str, prepared_dir: str) -> dict:
-    """`{"fingerprint", "splits", "classes"}` of the images under `path`.
+def _summary(path: str, prepared_dir: str) -> tuple[dict, list | None]:
+    """`({"fingerprint", "splits", "classes"}, listing)` of the images under `path`; the
+    listing is None when the summary was read from the cache.
 
     A tar's summary is kept in `prepared_dir` under the tar's own path, size and
     modification time: listing CIFAR-10's 60,000 members takes seconds, and every run
@@ -123,7 +124,7 @@ def _summary(path: str, prepared_dir: str) -> dict:
                               hashlib.sha256(key.encode()).hexdigest()[:20] + ".json")
         try:
             with open(cached) as f:
-                return json.load(f)
+                return json.load(f), None
         except (OSError, ValueError):
             pass  # absent or unreadable: list the tar again
     listing = _listing(path)
@@ -139,7 +140,7 @@ def _summary(path: str, prepared_dir: str) -> dict:
             os.replace(partial, cached)
         except OSError:
             pass  # a read-only prepared_dir: the tar is listed again next time
-    return summary
+    return summary, listing
 
 
 def load(split: str, path: str | None, prepared_dir: str) -> record_files.RecordDataset:
@@ -148,7 +149,7 @@ def load(split: str, path: str | None, prepared_dir: str) -> record_files.Record
         raise ValueError('config.data.name="image_folder" needs config.data.path: the folder '
                          "(or .tar) holding <split>/<class>/<image> files.")
     path = record_files.check_local(path, "config.data.path")
-    summary = _summary(path, prepared_dir)
+    summary, listing = _summary(path, prepared_dir)
     splits, classes = summary["splits"], summary["classes"]
     if split not in splits:
         raise ValueError(f"{path} has no images under {split}/<class>/; its splits are "
@@ -157,10 +158,12 @@ def load(split: str, path: str | None, prepared_dir: str) -> record_files.Record
     folder = os.path.join(prepared_dir, NAME, summary["fingerprint"])
 
     def prepare() -> None:
-        listing = _listing(path)
-        if _fingerprint(path, listing) != summary["fingerprint"]:
-            raise ValueError(f"{path} changed while it was being read; run again.")
-        members = [(c, m) for s, c, m, _, _ in listing if s == split]
+        members_listing = listing
+        if members_listing is None:  # the summary came from the cache
+            members_listing = _listing(path)
+            if _fingerprint(path, members_listing) != summary["fingerprint"]:
+                raise ValueError(f"{path} changed since it was listed; run again.")
+        members = [(c, m) for s, c, m, _, _ in members_listing if s == split]
         labels = [classes.index(c) for c, _ in members]
         images = _images(path, [m for _, m in members])
         record_files.write(
