@@ -9,8 +9,9 @@ is the expected one, stderr holds the expected words and no "Traceback", and the
 is as the case demands: not created, or unchanged byte for byte (`kept`). Prints a
 markdown table (input | exit | message shown | what was kept) and, last, one JSON line
 `{"cases": N, "ok": N, "failed": [...]}`; exits 1 if any case failed. `--quick` (CI)
-runs 15 of the 29: the workdir, resume, data and evaluate cases, and two config-schema
-ones; the schema's other messages (batch sizes, rates, names) are checked in-process by
+runs 15 of the 29: the workdir, resume, data and evaluate cases, and four schema ones
+(a config-file typo, batch size None, an empty split, keep=0 on a saved run); the
+schema's other messages (batch sizes, rates, names) are checked in-process by
 tests/test_config_cli.py and test_config_schema.py and reach the user the same way. The
 full catalogue is recorded in experiments/reliability/README.md.
 """
