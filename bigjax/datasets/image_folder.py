@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from bigjax import run_files
 from bigjax.datasets import record_files
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -134,10 +135,7 @@ def _summary(path: str, prepared_dir: str) -> tuple[dict, list | None]:
     if cached is not None:
         try:
             os.makedirs(os.path.dirname(cached), exist_ok=True)
-            partial = f"{cached}.{os.getpid()}.tmp"
-            with open(partial, "w") as f:
-                json.dump(summary, f)
-            os.replace(partial, cached)
+            run_files.write_text(cached, json.dumps(summary))
         except OSError:
             pass  # a read-only prepared_dir: the tar is listed again next time
     return summary, listing
