@@ -141,6 +141,9 @@ PP = Switch("Preprocessing on device, inside the jit-compiled steps.", "kind", {
         "rand_augment": Key("floats", None, "RandAugment in training: [num_ops, magnitude "
                             "0..10], ops drawn per image (pp/rand_augment.py; None: off).",
                             nullable=True),
+        "cutout": Key("int", None, "cutout in training: a random square of this many "
+                      "pixels a side, wholly inside each image, set to zero after "
+                      "normalisation (None: off).", range=POSITIVE, nullable=True),
         "mixup": Key("float", None, "mixup in training: Beta(a, a) blend with the partner "
                      "image (None: off).", range=ABOVE_ZERO, nullable=True),
         "cutmix": Key("float", None, "CutMix in training: a box from the partner image, "

@@ -23,6 +23,13 @@ the tar once and normalised with the CIFAR-10 mean and std; the timing (`train_s
 from the whitening init to the last step, data decoding and a 1-epoch warm-up run
 excluded, as airbench times itself.
 
+`--recipe 96`: airbench96's (legacy/airbench96.py; 96.0% on the original pixels):
+widths 128/384/512, a third conv per group with the last two a residual pair (conv ->
+BN -> GELU -> conv -> BN, + the group's pooled activations, -> GELU), 4-pixel shifts
+and 12-pixel cutout (zeros after normalisation), lr 9.0 and weight decay 0.012 in the
+same units, warmup 0.2 -> 1 over 10% of the steps then linear to 0, 37 epochs
+(`configs/cifar10_resnet.py:airbench96` in bigjax).
+
 Flips are random, not airbench's alternating flips (bigjax's `pp.flip` is random too).
 `--smoke`: 512 training and 256 test images (every class), 1 epoch at batch 64, one
 run, no warm-up; its accuracies mean nothing. Needs torch (skipped with the reason
@@ -44,6 +51,15 @@ import time
 import numpy as np
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+# airbench's hyperparameters, lr and weight decay per 1,024 examples, decoupled from the
+# momentum; `warmup`: the share of the steps from 0.2x to the peak; `end`: the last factor
+RECIPES = {
+    "94": dict(widths=(64, 256, 256), depth=2, translate=2, cutout=0, lr=11.5, wd=0.0153,
+               warmup=0.23, end=0.07, epochs=9.9),
+    "96": dict(widths=(128, 384, 512), depth=3, translate=4, cutout=12, lr=9.0, wd=0.012,
+               warmup=0.1, end=0.0, epochs=37.0),
+}
 
 
 def load_tar(path: str, device, limit: dict[str, int] | None = None) -> dict:
@@ -70,8 +86,8 @@ def load_tar(path: str, device, limit: dict[str, int] | None = None) -> dict:
     return out
 
 
-def build_net(torch, nn, F):
-    """The network (a fresh instance per call)."""
+def build_net(torch, nn, F, widths: tuple[int, int, int], depth: int):
+    """The network (a fresh instance per call); `depth`: convs per group (2 or 3)."""
 
     class Norm(nn.BatchNorm2d):
         def __init__(self, channels):
@@ -94,18 +110,24 @@ def build_net(torch, nn, F):
             super().__init__()
             self.conv1, self.norm1 = Conv(cin, cout), Norm(cout)
             self.conv2, self.norm2 = Conv(cout, cout), Norm(cout)
+            if depth == 3:
+                self.conv3, self.norm3 = Conv(cout, cout), Norm(cout)
 
         def forward(self, x):
             x = F.gelu(self.norm1(F.max_pool2d(self.conv1(x), 2)))
-            return F.gelu(self.norm2(self.conv2(x)))
+            y = F.gelu(self.norm2(self.conv2(x)))
+            if depth == 3:
+                return F.gelu(x + self.norm3(self.conv3(y)))
+            return y
 
     class SpeedResNet(nn.Module):
         def __init__(self):
             super().__init__()
             self.whiten = Conv(3, 24, 2, padding=0, bias=True)
             self.whiten.weight.requires_grad = False
-            self.groups = nn.Sequential(Group(24, 64), Group(64, 256), Group(256, 256))
-            self.head = nn.Linear(256, 10, bias=False)
+            a, b, c = widths
+            self.groups = nn.Sequential(Group(24, a), Group(a, b), Group(b, c))
+            self.head = nn.Linear(c, 10, bias=False)
 
         def forward(self, x):
             x = self.groups(F.gelu(self.whiten(x)))
@@ -126,19 +148,29 @@ def init_whitening(torch, layer, images, eps: float = 5e-4) -> None:
     layer.weight.data[:] = torch.cat((scaled, -scaled))
 
 
-def augment(torch, F, x, generator):
-    """Random horizontal flips and 2-pixel shifts with reflect padding, per image."""
-    n = len(x)
+def augment(torch, F, x, generator, translate: int, cutout: int):
+    """Random horizontal flips, shifts of up to `translate` pixels with reflect padding,
+    and a `cutout`-pixel square of zeros (0: none), per image."""
+    n, r = len(x), translate
     flip = torch.rand(n, device=x.device, generator=generator) < 0.5
     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-    padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
-    dy = torch.randint(0, 5, (n,), device=x.device, generator=generator)
-    dx = torch.randint(0, 5, (n,), device=x.device, generator=generator)
+    padded = F.pad(x, (r, r, r, r), mode="reflect")
+    dy = torch.randint(0, 2 * r + 1, (n,), device=x.device, generator=generator)
+    dx = torch.randint(0, 2 * r + 1, (n,), device=x.device, generator=generator)
+    rows_first = torch.empty((n, x.shape[1], 32, 32 + 2 * r), device=x.device, dtype=x.dtype)
+    for i in range(2 * r + 1):
+        rows_first[dy == i] = padded[dy == i, :, i:i + 32]
     out = torch.empty_like(x)
-    for i in range(5):
-        for j in range(5):
-            rows = (dy == i) & (dx == j)
-            out[rows] = padded[rows, :, i:i + 32, j:j + 32]
+    for j in range(2 * r + 1):
+        out[dx == j] = rows_first[dx == j, :, :, j:j + 32]
+    if cutout:
+        top = torch.randint(0, 33 - cutout, (n, 1, 1, 1), device=x.device, generator=generator)
+        left = torch.randint(0, 33 - cutout, (n, 1, 1, 1), device=x.device, generator=generator)
+        grid = torch.arange(32, device=x.device)
+        inside = (((grid.view(1, 1, 32, 1) - top) >= 0) & ((grid.view(1, 1, 32, 1) - top) < cutout)
+                  & ((grid.view(1, 1, 1, 32) - left) >= 0)
+                  & ((grid.view(1, 1, 1, 32) - left) < cutout))
+        out = out.masked_fill(inside, 0)
     return out
 
 
@@ -164,8 +196,8 @@ def accuracy(torch, F, net, x, y, tta: int, autocast) -> float:
     return correct / len(y)
 
 
-def train(data: dict, seed: int, epochs: float, batch: int, device) -> dict:
-    """One training run; its accuracies and times."""
+def train(data: dict, seed: int, epochs: float, batch: int, device, recipe: dict) -> dict:
+    """One training run of `recipe` (one of RECIPES); its accuracies and times."""
     import contextlib
 
     import torch
@@ -184,10 +216,11 @@ def train(data: dict, seed: int, epochs: float, batch: int, device) -> dict:
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
     x, y = data["train"]
-    net = build_net(torch, nn, F).to(device).to(memory_format=torch.channels_last)
+    net = build_net(torch, nn, F, recipe["widths"], recipe["depth"]).to(device)
+    net = net.to(memory_format=torch.channels_last)
     momentum = 0.85
     per_kilo_step = 1024 * (1 + 1 / (1 - momentum))  # airbench's decoupling of lr from momentum
-    lr, wd = 11.5 / per_kilo_step, 0.0153 * batch / per_kilo_step
+    lr, wd = recipe["lr"] / per_kilo_step, recipe["wd"] * batch / per_kilo_step
     lr_bias = 64 * lr
     norm_biases = [p for k, p in net.named_parameters() if "norm" in k and p.requires_grad]
     others = [p for k, p in net.named_parameters() if "norm" not in k and p.requires_grad]
@@ -196,7 +229,8 @@ def train(data: dict, seed: int, epochs: float, batch: int, device) -> dict:
                                 momentum=momentum, nesterov=True)
     steps_per_epoch = len(x) // batch
     total = math.ceil(steps_per_epoch * epochs)
-    schedule = np.interp(np.arange(1 + total), [0, int(0.23 * total), total], [0.2, 1.0, 0.07])
+    schedule = np.interp(np.arange(1 + total), [0, int(recipe["warmup"] * total), total],
+                         [0.2, 1.0, recipe["end"]])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: schedule[i])
     decays = 0.95 ** 5 * (np.arange(total + 1) / total) ** 3
     slow = {k: v.clone() for k, v in net.state_dict().items()}
@@ -207,7 +241,7 @@ def train(data: dict, seed: int, epochs: float, batch: int, device) -> dict:
     for epoch in range(math.ceil(epochs)):
         net.whiten.bias.requires_grad = epoch < 3
         order = torch.randperm(len(x), device=device, generator=generator)
-        augmented = augment(torch, F, x, generator)
+        augmented = augment(torch, F, x, generator, recipe["translate"], recipe["cutout"])
         for b in range(steps_per_epoch):
             rows = order[b * batch:(b + 1) * batch]
             with autocast():
@@ -240,7 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="training runs (seeds 0, 1, ...)")
-    parser.add_argument("--epochs", type=float, default=9.9)
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="94",
+                        help="airbench94's or airbench96's hyperparameters and network")
+    parser.add_argument("--epochs", type=float, default=None,
+                        help="override the recipe's (94: 9.9, 96: 37)")
     parser.add_argument("--data", default=None, help="the CIFAR-10 JPEG tar (default: "
                         "$BIGJAX_DATA_DIR/cifar10_jpg/cifar10_jpg.tar)")
     parser.add_argument("--smoke", action="store_true", help="CI: a small subset, one epoch")
@@ -259,19 +296,22 @@ def main(argv: list[str] | None = None) -> int:
     limit = {"train": 512, "test": 256} if args.smoke else None
     data = load_tar(path, device, limit)
     load_s = time.perf_counter() - start
-    epochs, batch, runs = (1.0, 64, 1) if args.smoke else (args.epochs, 1024, args.runs)
+    recipe = RECIPES[args.recipe]
+    epochs = args.epochs or recipe["epochs"]
+    epochs, batch, runs = (1.0, 64, 1) if args.smoke else (epochs, 1024, args.runs)
     if not args.smoke:
-        train(data, 99, 1.0, batch, device)  # warm-up: cuDNN's algorithm search
+        train(data, 99, 1.0, batch, device, recipe)  # warm-up: cuDNN's algorithm search
     results = []
     for seed in range(runs):
-        results.append(train(data, seed, epochs, batch, device))
+        results.append(train(data, seed, epochs, batch, device, recipe))
         r = results[-1]
         print(f"seed {seed}: {r['steps']} steps in {r['train_s']:.2f} s, test accuracy "
               f"{100 * r['accuracy']:.2f}%, with TTA {100 * r['accuracy_tta']:.2f}%", flush=True)
     tta = [r["accuracy_tta"] for r in results]
     print(json.dumps({"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                       "torch": torch.__version__, "images": {k: len(v[1]) for k, v in data.items()},
-                      "load_s": load_s, "epochs": epochs, "batch": batch, "smoke": args.smoke,
+                      "load_s": load_s, "recipe": args.recipe, "epochs": epochs,
+                      "batch": batch, "smoke": args.smoke,
                       "runs": results, "accuracy_tta_mean": float(np.mean(tta)),
                       "accuracy_tta_std": float(np.std(tta))}))
     return 0

@@ -1,4 +1,4 @@
-"""Image augmentation on device (flips, reflect-padded shifts, mixup, CutMix) and at
+"""Image augmentation on device (flips, reflect-padded shifts, cutout, mixup, CutMix) and at
 test time (TTA): deterministic per key, changing the images as documented, and the
 mixed targets reaching the loss."""
 
@@ -50,6 +50,24 @@ def test_reflect_shift_cuts_a_window_of_the_mirrored_image():
     padded = np.pad(np.asarray(images), ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
     windows = [padded[0, i:i + 5, j:j + 5] for i in range(5) for j in range(5)]
     assert any(np.array_equal(np.asarray(shifted[0]), w) for w in windows)
+
+
+def test_cutout_zeroes_one_square_per_image_in_training_only():
+    batch = {"image": _images(n=16, size=12), "label": np.arange(16, dtype=np.int32)}
+    pp = _pp(cutout=5)
+    a = np.asarray(pp(batch, jax.random.key(0), train=True)["inputs"])
+    np.testing.assert_array_equal(a, pp(batch, jax.random.key(0), train=True)["inputs"])
+    assert not np.array_equal(a, pp(batch, jax.random.key(1), train=True)["inputs"])
+    assert np.all(np.asarray(pp(batch, jax.random.key(0), train=False)["inputs"]) > 0)
+    corners = set()
+    for img in a:
+        zero = np.all(img == 0, axis=-1)  # the images have no zero pixel of their own
+        rows, cols = np.nonzero(zero)
+        assert zero.sum() == 25 and np.ptp(rows) == 4 and np.ptp(cols) == 4
+        corners.add((rows.min(), cols.min()))
+    assert len(corners) > 8  # each image its own square
+    with pytest.raises(ValueError, match="cutout=13"):
+        _pp(cutout=13)(batch, jax.random.key(0), train=True)
 
 
 def test_mixup_blends_each_image_with_its_partner():

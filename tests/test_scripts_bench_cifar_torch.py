@@ -32,7 +32,7 @@ def test_whitening_init_whitens_the_patches():
     gen = torch.Generator().manual_seed(0)
     base = torch.randn(256, 3, 32, 32, generator=gen)
     images = base + 0.8 * base.roll(1, dims=3)  # correlated neighbours and channels
-    net = script.build_net(torch, torch.nn, torch.nn.functional)
+    net = script.build_net(torch, torch.nn, torch.nn.functional, (64, 256, 256), 2)
     script.init_whitening(torch, net.whiten, images)
     with torch.no_grad():
         out = torch.nn.functional.conv2d(images, net.whiten.weight)  # no bias: zero
@@ -42,6 +42,44 @@ def test_whitening_init_whitens_the_patches():
     np.testing.assert_allclose(cov[12:, 12:], cov[:12, :12], atol=1e-6)
     assert not np.allclose(np.cov(images.unfold(2, 2, 1).unfold(3, 2, 1).permute(
         0, 2, 3, 1, 4, 5).reshape(-1, 12).T.numpy()), np.eye(12), atol=0.1)
+
+
+@pytest.mark.parametrize("recipe", ["94", "96"])
+def test_the_peer_network_has_bigjax_s_parameters(recipe):
+    """The same weights as models/speed_resnet.py at the recipe's widths and depth:
+    every tensor but BatchNorm's frozen scale (bigjax's BatchNorm has none)."""
+    import jax
+
+    from bigjax.models.speed_resnet import SpeedResNet
+
+    script = load_script()
+    hyp = script.RECIPES[recipe]
+    net = script.build_net(torch, torch.nn, torch.nn.functional, hyp["widths"], hyp["depth"])
+    theirs = sorted(p.numel() for k, p in net.named_parameters()
+                    if not ("norm" in k and k.endswith("weight")))
+    model = SpeedResNet(10, hyp["widths"], group_depth=hyp["depth"])
+    shapes = jax.eval_shape(model.init, jax.random.key(0),
+                            jax.ShapeDtypeStruct((1, 32, 32, 3), "float32"))["params"]
+    ours = sorted(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
+    assert theirs == ours
+
+
+def test_augment_shifts_flips_and_cuts_out():
+    script = load_script()
+    images = torch.arange(1, 1 + 6 * 3 * 32 * 32, dtype=torch.float32).reshape(6, 3, 32, 32)
+    gen = torch.Generator().manual_seed(0)
+    out = script.augment(torch, torch.nn.functional, images, gen, translate=4, cutout=12)
+    assert not torch.equal(out, images)
+    for i in range(6):
+        zero = (out[i] == 0).all(0)
+        rows, cols = zero.nonzero(as_tuple=True)
+        assert zero.sum() == 144 and rows.max() - rows.min() == 11
+        assert cols.max() - cols.min() == 11
+        # the rest is a window of the (maybe mirrored) reflect-padded image
+        padded = torch.nn.functional.pad(images[i:i + 1], (4,) * 4, mode="reflect")[0]
+        windows = [v[:, a:a + 32, b:b + 32] for v in (padded, padded.flip(-1))
+                   for a in range(9) for b in range(9)]
+        assert any(torch.equal(torch.where(zero, 0.0, w), out[i]) for w in windows)
 
 
 @pytest.mark.slow

@@ -37,6 +37,26 @@ def test_cifar10_speed_resnet_runlocal(tmp_path, real_data_dir, monkeypatch):
     assert np.abs(saved["whiten"]["bias"]).max() > 0  # its bias trains
 
 
+def test_cifar10_airbench96_variant_builds_its_network_and_cutout():
+    """`:airbench96` validates, and its keys reach the model (a third conv per group) and
+    the preprocessing (a 12-pixel square of zeros per training image)."""
+    import jax
+    import jax.numpy as jnp
+
+    from bigjax import models
+    from bigjax.pp import image
+
+    config = config_cli.load_config_file(
+        os.path.join(REPO, "configs", "cifar10_resnet.py:airbench96"))
+    model = models.build(config.model)
+    shapes = jax.eval_shape(model.init, jax.random.key(0),
+                            jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32))["params"]
+    assert shapes["group_2_conv_2"]["kernel"].shape == (3, 3, 512, 512)
+    batch = {"image": np.full((4, 32, 32, 3), 200, np.uint8), "label": np.zeros(4, np.int32)}
+    inputs = image.make_preprocess(config.pp)(batch, jax.random.key(0), train=True)["inputs"]
+    assert (np.asarray(inputs) == 0).all(-1).sum(axis=(1, 2)).tolist() == [144] * 4
+
+
 def test_cifar10_vit_runlocal(tmp_path, real_data_dir):
     final = last_json_line(run_cli("main", "--config=configs/cifar10_vit.py:runlocal",
                                    f"--workdir={tmp_path / 'vit'}").stdout)

@@ -160,6 +160,33 @@ def test_whitening_kernel_decorrelates_patches():
     np.testing.assert_allclose(kernel[..., 12:], -kernel[..., :12])
 
 
+def test_speed_resnet_depth_3_adds_a_residual_pair_of_convs():
+    model = SpeedResNet(num_classes=10, widths=(8, 8, 8), group_depth=3)
+    inputs = jax.random.normal(jax.random.key(1), (4, 16, 16, 3))
+    variables = model.init(jax.random.key(0), inputs[:1])
+    params = variables["params"]
+    assert {"group_2_conv_2", "group_2_norm_2"} <= set(params)
+    assert "group_0_conv_2" not in SpeedResNet(10, (8, 8, 8)).init(
+        jax.random.key(0), inputs[:1])["params"]
+
+    def logits(p):
+        return model.apply({**variables, "params": p}, inputs)[0]
+
+    def scaled(p, name, factor):
+        return {**p, name: {"kernel": p[name]["kernel"] * factor}}
+
+    # the middle conv feeds only the branch: once the branch's last conv is zero it no
+    # longer matters, while the group's first conv still does (the shortcut carries it)
+    assert not np.allclose(logits(params), logits(scaled(params, "group_1_conv_1", 2.0)))
+    cut = scaled(params, "group_1_conv_2", 0.0)
+    np.testing.assert_allclose(logits(cut), logits(scaled(cut, "group_1_conv_1", 2.0)),
+                               rtol=1e-5, atol=1e-6)
+    assert not np.allclose(logits(cut), logits(scaled(cut, "group_1_conv_0", 2.0)))
+    with pytest.raises(ValueError, match="group_depth=3"):
+        SpeedResNet(10, (8, 8, 8), residual=True, group_depth=3).init(
+            jax.random.key(0), inputs[:1])
+
+
 def test_speed_resnet_init_with_data_sets_the_whitening_kernel():
     model = SpeedResNet(num_classes=10, widths=(4, 4, 4))
     inputs = jax.random.normal(jax.random.key(1), (8, 16, 16, 3))

@@ -7,14 +7,15 @@
 
 Each group is Conv 3x3 -> MaxPool 2 -> BatchNorm -> GELU -> Conv 3x3 -> BatchNorm -> GELU
 (+ the group's pooled input when `residual`, ResNet-9's identity shortcut around its
-second conv). The whitening conv is initialised from the training images
-(`init_with_data`: the eigenvectors of their 2x2 patch covariance, scaled by
-1/sqrt(eigenvalue), and their negatives) and is meant to stay frozen
-(`config.optim.frozen`); the 3x3 convs start as identities on their first input
-channels (dirac init) plus PyTorch's default random init elsewhere (as the head: the
-recipe's learning rates assume its weight scale). BatchNorm has no scale
-(a bias only), as in airbench, so the weight norms are free and the biases carry the
-shift.
+second conv). With `group_depth=3` (airbench96) a third conv follows, and the last two
+form a residual branch: x -> Conv -> BN -> GELU -> Conv -> BN, + x, -> GELU. The
+whitening conv is initialised from the training images (`init_with_data`: the
+eigenvectors of their 2x2 patch covariance, scaled by 1/sqrt(eigenvalue), and their
+negatives) and is meant to stay frozen (`config.optim.frozen`); the 3x3 convs start as
+identities on their first input channels (dirac init) plus PyTorch's default random
+init elsewhere (as the head: the recipe's learning rates assume its weight scale).
+BatchNorm has no scale (a bias only), as in airbench, so the weight norms are free and
+the biases carry the shift.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ class SpeedResNet(nn.Module):
       num_classes: width of the output layer.
       widths: output channels of the three conv groups (airbench94: 64, 256, 256).
       residual: add each group's pooled first-conv activations to its output (ResNet-9's
-        shortcut; airbench drops it).
+        shortcut; airbench94 drops it). Only with `group_depth=2`.
+      group_depth: 3x3 convs per group: 2 (airbench94) or 3 (airbench96, whose last two
+        convs always form a residual branch).
       activation: nonlinearity after the whitening conv and every BatchNorm.
       bn_momentum: decay of the BatchNorm running averages.
       bn_epsilon: BatchNorm's epsilon.
@@ -82,6 +85,7 @@ class SpeedResNet(nn.Module):
     num_classes: int
     widths: Sequence[int] = (64, 256, 256)
     residual: bool = False
+    group_depth: int = 2
     activation: str = "gelu"
     bn_momentum: float = 0.6
     bn_epsilon: float = 1e-12
@@ -106,6 +110,10 @@ class SpeedResNet(nn.Module):
         if inputs.ndim != 4:
             raise ValueError("SpeedResNet expects images [batch, height, width, channels], "
                              f"got shape {inputs.shape}.")
+        if self.group_depth not in (2, 3) or (self.residual and self.group_depth == 3):
+            raise ValueError(f"model.group_depth={self.group_depth}, model.residual="
+                             f"{self.residual}: choose group_depth 2 (residual optional) or 3 "
+                             "(always residual over its last two convs; residual=False).")
         act = ACTIVATIONS[self.activation]
         channels = inputs.shape[-1]
         x = nn.Conv(2 * channels * WHITEN_KERNEL ** 2, (WHITEN_KERNEL, WHITEN_KERNEL),
@@ -118,7 +126,11 @@ class SpeedResNet(nn.Module):
             x = act(self._norm(x, train, f"group_{i}_norm_0"))
             y = self._conv(width, f"group_{i}_conv_1")(x)
             y = act(self._norm(y, train, f"group_{i}_norm_1"))
-            x = x + y if self.residual else y
+            if self.group_depth == 3:
+                y = self._conv(width, f"group_{i}_conv_2")(y)
+                x = act(x + self._norm(y, train, f"group_{i}_norm_2"))
+            else:
+                x = x + y if self.residual else y
         x = x.max(axis=(1, 2))
         logits = nn.Dense(self.num_classes, use_bias=False, kernel_init=TORCH_DEFAULT_INIT,
                           dtype=self.dtype,

@@ -60,6 +60,23 @@ def random_flip(rng: jax.Array, images: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(flip, images[:, :, ::-1], images)
 
 
+def random_cutout(rng: jax.Array, inputs: jnp.ndarray, size: int) -> jnp.ndarray:
+    """Zeroes one `size` x `size` square per image, placed uniformly at random wholly
+    inside it (airbench's cutout). `inputs: [batch, height, width, channels]`, normalised:
+    zero is the data's mean colour under `normalize="standardize"`."""
+    batch, height, width, _ = inputs.shape
+    if not 0 < size <= min(height, width):
+        raise ValueError(f"config.pp.cutout={size} must be in [1, {min(height, width)}] "
+                         f"for {height}x{width} images.")
+    ky, kx = jax.random.split(rng)
+    top = jax.random.randint(ky, (batch, 1, 1, 1), 0, height - size + 1)
+    left = jax.random.randint(kx, (batch, 1, 1, 1), 0, width - size + 1)
+    rows = jnp.arange(height).reshape(1, height, 1, 1)
+    cols = jnp.arange(width).reshape(1, 1, width, 1)
+    inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+    return jnp.where(inside, jnp.zeros((), inputs.dtype), inputs)
+
+
 def make_preprocess(pp: ml_collections.ConfigDict):
     """Returns `fn(batch, rng, train) -> batch` adding `inputs` from `image`.
 
@@ -67,6 +84,7 @@ def make_preprocess(pp: ml_collections.ConfigDict):
     random shifts on (`pp.translate_padding`: what fills the border) and `pp.flip`
     random left-right mirroring, `pp.rotate` (degrees) random rotations and
     `pp.rand_augment` ([num_ops, magnitude]) RandAugment (`pp/rand_augment.py`),
+    `pp.cutout` (pixels) zeroes a random square of each normalised image,
     `pp.mixup` / `pp.cutmix` (Beta alphas) mix each image
     with its partner and add `mix_weight` (`pp/image_mixing.py`). Each draws from its own
     fold of the step's key.
@@ -86,6 +104,7 @@ def make_preprocess(pp: ml_collections.ConfigDict):
                          "magnitude] with num_ops >= 1 and magnitude in [0, 10].")
     if padding not in PADDINGS:
         raise ValueError(f"config.pp.translate_padding={padding!r}; choose one of {PADDINGS}.")
+    cutout = int(pp.get("cutout") or 0)
 
     def preprocess(batch: dict, rng: jax.Array, train: bool) -> dict:
         images = batch["image"]
@@ -102,6 +121,8 @@ def make_preprocess(pp: ml_collections.ConfigDict):
                 images = rand_augment.rand_augment(jax.random.fold_in(rng, 4), images,
                                                    int(randaug[0]), float(randaug[1]))
         inputs = normalize(images, mode, mean, std)
+        if train and cutout:
+            inputs = random_cutout(jax.random.fold_in(rng, 5), inputs, cutout)
         if train and (mixup_alpha or cutmix_alpha):
             inputs, weight = image_mixing.mix(jax.random.fold_in(rng, 2), inputs, mixup_alpha,
                                               cutmix_alpha)
