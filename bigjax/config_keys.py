@@ -204,6 +204,11 @@ OPTIM = Section("Optimizer, learning-rate schedule and regularization.", {
     "lr_multipliers": Key("any", None, "{regex: factor}: params whose path a regex finds "
                           "learn at factor times the rate (first match wins; None: off).",
                           nullable=True),
+    "frozen_after_steps": Key("any", None, "{regex: steps}: params whose path a regex "
+                              "finds learn for that many steps only (first match wins; "
+                              "None: off).", nullable=True),
+    "frozen_after_epochs": Key("any", None, "{regex: epochs}: the same in epochs (set only "
+                               "one of the two).", nullable=True),
     "lookahead_every": Key("int", None, "lookahead: every this many steps the params are "
                            "pulled to slow weights, decay lookahead_decay * progress^3, and "
                            "end as them (bigjax/lookahead.py; None: off).", range=POSITIVE,

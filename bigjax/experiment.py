@@ -146,6 +146,9 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = No
     optim_config = ml_collections.ConfigDict(config.optim.to_dict())
     warmup = durations.resolve_steps(config.optim, "warmup", steps_per_epoch, 0)
     optim_config.warmup_steps, optim_config.warmup_epochs = warmup, None
+    optim_config.frozen_after_steps = durations.resolve_step_map(
+        config.optim, "frozen_after", steps_per_epoch)
+    optim_config.frozen_after_epochs = None
     tx, schedule = optim.make_optimizer(optim_config, total_steps)
     sample = parts.sample(train_data)
     _check_inputs(config, sample["inputs"])

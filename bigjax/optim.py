@@ -73,7 +73,8 @@ def make_optimizer(
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """The optax chain: clip -> optimizer (with weight decay where `optim.decay_exclude`
     allows) at the schedule's rate, with frozen params' gradients zeroed first and
-    per-param multipliers applied last when `optim.frozen` / `optim.layer_lr_decay` are set.
+    per-param multipliers applied last when `optim.frozen` / `optim.layer_lr_decay` are set,
+    then `optim.frozen_after_steps`' gate and the lookahead.
 
     Keys read (with defaults, so older configs work): name, learning_rate, schedule keys
     (`make_schedule`), grad_clip_norm, weight_decay (0), decay_exclude (None: biases and
@@ -116,6 +117,9 @@ def make_optimizer(
         parts.insert(0, param_lr.scale_by_lr_multipliers(frozen))
     if frozen or layer_decay is not None or scales:
         parts.append(param_lr.scale_by_lr_multipliers(frozen, layer_decay, scales))
+    limits = param_lr.frozen_after(optim)
+    if limits:
+        parts.append(param_lr.freeze_after(limits))
     if optim.get("lookahead_every"):
         parts.append(lookahead.lookahead(int(optim.lookahead_every),
                                          float(optim.get("lookahead_decay", 0.95 ** 5)),

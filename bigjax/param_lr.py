@@ -20,12 +20,19 @@ layer-wise decay, e.g. ``{"norm.*/bias": 64.0}`` for airbench's fast BatchNorm b
 
 Multipliers are Python constants computed from the tree's paths when the step
 is traced; the transformations are stateless.
+
+`config.optim.frozen_after_steps = {regex: step}` (or `frozen_after_epochs`): a param
+whose path the regex finds learns for its first `step` steps only, e.g. airbench's
+``{"whiten/bias": 3 epochs}``; from then on its update is zero (`freeze_after`, which
+counts the steps in its state). A lookahead still pulls it to its slow copy, as
+airbench's does.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -155,20 +162,74 @@ def scale_by_lr_multipliers(
     return optax.GradientTransformation(init, update)
 
 
+def frozen_after(optim) -> dict[str, int]:
+    """`config.optim.frozen_after_steps` as `{regex: step}` ({} when unset); raises
+    ValueError for anything but regexes mapped to step counts >= 0."""
+    limits = optim.get("frozen_after_steps") or {}
+    if hasattr(limits, "to_dict"):
+        limits = limits.to_dict()
+    if not isinstance(limits, Mapping) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+            for v in limits.values()):
+        raise ValueError(f"config.optim.frozen_after_steps={limits!r} must map param-path "
+                         'regexes to steps >= 0, e.g. {"whiten/bias": 144}.')
+    for p in limits:
+        param_paths.regex_list(p, "config.optim.frozen_after_steps")
+    return {str(k): int(v) for k, v in limits.items()}
+
+
+class FreezeAfterState(NamedTuple):
+    count: jax.Array  # int32 []: optimizer steps taken
+
+
+def freeze_after(limits: Mapping[str, int]) -> optax.GradientTransformation:
+    """Zeroes the update of each param whose path a regex in `limits` finds once
+    `limits[regex]` steps have been taken (the first matching regex wins); other params
+    pass unchanged. `init` fails when a regex matches no param."""
+
+    def limit_of(path) -> int | None:
+        name = param_paths.path_name(path)
+        return next((v for p, v in limits.items() if re.search(p, name)), None)
+
+    def init(params):
+        names = list(param_paths.flatten(meta.unbox(params)))
+        for p in limits:
+            if not any(re.search(p, name) for name in names):
+                raise ValueError(f"config.optim.frozen_after_steps: {p!r} matches no param; "
+                                 f"params are named like {next(iter(names), '?')!r}.")
+        return FreezeAfterState(count=jnp.zeros([], jnp.int32))
+
+    def update(updates, state, params=None):
+        del params
+
+        def gate(path, u):
+            limit = limit_of(path)
+            return u if limit is None else jnp.where(state.count < limit, u, jnp.zeros_like(u))
+
+        return (jax.tree_util.tree_map_with_path(gate, updates),
+                FreezeAfterState(count=optax.safe_int32_increment(state.count)))
+
+    return optax.GradientTransformation(init, update)
+
+
 def _is_zero(m) -> bool:
     return isinstance(m, float) and m == 0.0
 
 
 def describe(params, optim) -> str | None:
     """One log line for `config.optim`'s settings: how many arrays are frozen, scaled, or at
-    the full rate; None when every param learns at the full rate."""
+    the full rate, and which stop learning later (`frozen_after_steps` / `_epochs`); None
+    when every param learns at the full rate throughout."""
     frozen, layer_decay, scales = settings(optim)
-    if not frozen and layer_decay is None and not scales:
+    later = {unit: dict(optim.get(f"frozen_after_{unit}") or {}) for unit in ("steps", "epochs")}
+    later = {unit: limits for unit, limits in later.items() if limits}
+    if not frozen and layer_decay is None and not scales and not later:
         return None
     counts = {"frozen": 0, "scaled": 0, "full rate": 0}
     for m in jax.tree.leaves(lr_multipliers(params, frozen, layer_decay, scales)):
         key = "frozen" if _is_zero(m) else "full rate" if np.all(np.asarray(m) == 1) else "scaled"
         counts[key] += 1
+    after = "".join(f"; frozen after {unit}: {limits}" for unit, limits in later.items())
     return (f"per-param learning rates (frozen={list(frozen)}, layer_lr_decay={layer_decay}, "
             f"lr_multipliers={scales}): "
-            + ", ".join(f"{n} arrays {k}" for k, n in counts.items()))
+            + ", ".join(f"{n} arrays {k}" for k, n in counts.items()) + after)

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from bigjax import optim, param_lr
+from bigjax import durations, optim, param_lr
 from bigjax.models.bert import BertForSequenceClassification
 from bigjax.models.layers.encoder import stack_layer_params
 
@@ -150,6 +150,8 @@ def test_describe_counts_frozen_scaled_and_full_rate_arrays():
     assert (f"{n_embed} arrays frozen, {n_layers} arrays scaled, {n_rest} arrays full rate"
             in line)
     assert param_lr.describe(params, _optim()) is None  # nothing to report
+    line = param_lr.describe(params, _optim(frozen_after_epochs={"pooler": 3}))
+    assert line.endswith("frozen after epochs: {'pooler': 3}")
 
 
 def test_lr_multipliers_scale_the_matching_params_updates():
@@ -169,6 +171,37 @@ def test_lr_multipliers_scale_the_matching_params_updates():
         bad.init(params)
     with pytest.raises(ValueError, match="factors >= 0"):
         optim.make_optimizer(_optim(**base, lr_multipliers={"norm": "fast"}), 10)
+
+
+def test_frozen_after_steps_stops_the_matching_params_at_that_step():
+    params = {"whiten": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))},
+              "head": {"bias": jnp.ones((2,))}}
+    tx, _ = optim.make_optimizer(_optim(name="sgd", momentum=0.9, weight_decay=0.1,
+                                        frozen_after_steps={"whiten/bias": 2}), 10)
+    state = tx.init(params)
+    history = [params]
+    for step in range(5):
+        updates, state = tx.update(_grads(params, step), state, history[-1])
+        history.append(jax.tree.map(lambda p, u: p + u, history[-1], updates))
+    moved = [[not np.array_equal(a[k]["bias"], b[k]["bias"]) for a, b in
+              zip(history, history[1:], strict=False)] for k in ("whiten", "head")]
+    assert moved[0] == [True, True, False, False, False]  # momentum and decay stop too
+    assert moved[1] == [True] * 5
+    assert not np.array_equal(history[-1]["whiten"]["kernel"], history[-2]["whiten"]["kernel"])
+    with pytest.raises(ValueError, match="'stem/' matches no param"):
+        bad, _ = optim.make_optimizer(_optim(frozen_after_steps={"stem/": 1}), 10)
+        bad.init(params)
+    with pytest.raises(ValueError, match="steps >= 0"):
+        optim.make_optimizer(_optim(frozen_after_steps={"whiten": -1}), 10)
+
+
+def test_frozen_after_epochs_becomes_steps():
+    config = ml_collections.ConfigDict(dict(frozen_after_epochs={"whiten/bias": 3},
+                                            frozen_after_steps=None))
+    assert durations.resolve_step_map(config, "frozen_after", 48) == {"whiten/bias": 144}
+    config.frozen_after_steps = {"whiten/bias": 5}
+    with pytest.raises(ValueError, match="only one of"):
+        durations.resolve_step_map(config, "frozen_after", 48)
 
 
 def test_lookahead_pulls_the_params_to_slow_weights_and_ends_on_them():
