@@ -206,7 +206,7 @@ OPTIM = Section("Optimizer, learning-rate schedule and regularization.", {
                           nullable=True),
     "frozen_after_steps": Key("any", None, "{regex: steps}: params whose path a regex "
                               "finds learn for that many steps only (first match wins; "
-                              "None: off).", nullable=True),
+                              "a lookahead still pulls them; None: off).", nullable=True),
     "frozen_after_epochs": Key("any", None, "{regex: epochs}: the same in epochs (set only "
                                "one of the two).", nullable=True),
     "lookahead_every": Key("int", None, "lookahead: every this many steps the params are "

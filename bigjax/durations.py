@@ -26,19 +26,20 @@ def resolve_steps(config: ml_collections.ConfigDict, name: str, steps_per_epoch:
 
 
 def resolve_step_map(config: ml_collections.ConfigDict, name: str, steps_per_epoch: int
-                     ) -> dict | None:
+                     ) -> dict[str, int] | None:
     """`config.<name>_steps` ({key: steps}), else `config.<name>_epochs` ({key: epochs})
     with each value times `steps_per_epoch` (rounded up); None when neither is set.
     Setting both is an error."""
     steps, epochs = config.get(f"{name}_steps"), config.get(f"{name}_epochs")
     if steps is not None and epochs is not None:
-        raise ValueError(f"Set only one of config.{name}_steps and config.{name}_epochs.")
+        raise ValueError(f"Set only one of config.{name}_steps and config.{name}_epochs "
+                         f"(got {steps} and {epochs}).")
     if epochs is None:
-        return steps
+        return steps.to_dict() if hasattr(steps, "to_dict") else steps
     if hasattr(epochs, "to_dict"):
         epochs = epochs.to_dict()
     if not isinstance(epochs, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
             for v in epochs.values()):
         raise ValueError(f"config.{name}_epochs={epochs!r} must map names to epochs >= 0.")
     return {k: int(math.ceil(v * steps_per_epoch)) for k, v in epochs.items()}

@@ -117,7 +117,7 @@ def make_optimizer(
         parts.insert(0, param_lr.scale_by_lr_multipliers(frozen))
     if frozen or layer_decay is not None or scales:
         parts.append(param_lr.scale_by_lr_multipliers(frozen, layer_decay, scales))
-    limits = param_lr.frozen_after(optim)
+    limits = param_lr.frozen_after_limits(optim)
     if limits:
         parts.append(param_lr.freeze_after(limits))
     if optim.get("lookahead_every"):

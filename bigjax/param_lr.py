@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from flax.core import meta
@@ -162,24 +163,32 @@ def scale_by_lr_multipliers(
     return optax.GradientTransformation(init, update)
 
 
-def frozen_after(optim) -> dict[str, int]:
-    """`config.optim.frozen_after_steps` as `{regex: step}` ({} when unset); raises
-    ValueError for anything but regexes mapped to step counts >= 0."""
+def frozen_after_limits(optim: ml_collections.ConfigDict) -> dict[str, int]:
+    """`config.optim.frozen_after_steps` as `{regex: step}` ({} when unset). Raises
+    ValueError for anything but regexes mapped to whole step counts >= 0, and when
+    `frozen_after_epochs` is still set (`bigjax.experiment` turns it into steps; a caller
+    building the optimizer itself must do the same, or it would be ignored)."""
+    if optim.get("frozen_after_epochs"):
+        raise ValueError("config.optim.frozen_after_epochs must be turned into "
+                         "frozen_after_steps before the optimizer is built "
+                         "(durations.resolve_step_map).")
     limits = optim.get("frozen_after_steps") or {}
     if hasattr(limits, "to_dict"):
         limits = limits.to_dict()
     if not isinstance(limits, Mapping) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0
             for v in limits.values()):
         raise ValueError(f"config.optim.frozen_after_steps={limits!r} must map param-path "
-                         'regexes to steps >= 0, e.g. {"whiten/bias": 144}.')
+                         'regexes to whole steps >= 0, e.g. {"whiten/bias": 144}.')
     for p in limits:
         param_paths.regex_list(p, "config.optim.frozen_after_steps")
     return {str(k): int(v) for k, v in limits.items()}
 
 
 class FreezeAfterState(NamedTuple):
-    count: jax.Array  # int32 []: optimizer steps taken
+    """`freeze_after`'s state: `count`, int32 [], the optimizer steps taken so far."""
+
+    count: jax.Array
 
 
 def freeze_after(limits: Mapping[str, int]) -> optax.GradientTransformation:

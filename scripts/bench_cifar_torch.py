@@ -27,8 +27,10 @@ excluded, as airbench times itself.
 widths 128/384/512, a third conv per group with the last two a residual pair (conv ->
 BN -> GELU -> conv -> BN, + the group's pooled activations, -> GELU), 4-pixel shifts
 and 12-pixel cutout (zeros after normalisation), lr 9.0 and weight decay 0.012 in the
-same units, warmup 0.2 -> 1 over 10% of the steps then linear to 0, 37 epochs
-(`configs/cifar10_resnet.py:airbench96` in bigjax).
+same units, warmup 0.2 -> 1 over 10% of the steps then linear to 0, 37 epochs, and
+BatchNorm at torch's default momentum 0.1 (`configs/cifar10_resnet.py:airbench96` in
+bigjax). `--no_bias_decay`: the BatchNorm and whitening biases without weight decay, as
+bigjax's default `optim.decay_exclude` has it (airbench decays them).
 
 Flips are random, not airbench's alternating flips (bigjax's `pp.flip` is random too).
 `--smoke`: 512 training and 256 test images (every class), 1 epoch at batch 64, one
@@ -53,12 +55,13 @@ import numpy as np
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 # airbench's hyperparameters, lr and weight decay per 1,024 examples, decoupled from the
-# momentum; `warmup`: the share of the steps from 0.2x to the peak; `end`: the last factor
+# momentum; `warmup`: the share of the steps from 0.2x to the peak; `end`: the last factor;
+# `bn_momentum`: the running averages' decay, as Flax counts it (torch's momentum = 1 - it)
 RECIPES = {
     "94": dict(widths=(64, 256, 256), depth=2, translate=2, cutout=0, lr=11.5, wd=0.0153,
-               warmup=0.23, end=0.07, epochs=9.9),
+               warmup=0.23, end=0.07, epochs=9.9, bn_momentum=0.6),
     "96": dict(widths=(128, 384, 512), depth=3, translate=4, cutout=12, lr=9.0, wd=0.012,
-               warmup=0.1, end=0.0, epochs=37.0),
+               warmup=0.1, end=0.0, epochs=37.0, bn_momentum=0.9),
 }
 
 
@@ -86,12 +89,14 @@ def load_tar(path: str, device, limit: dict[str, int] | None = None) -> dict:
     return out
 
 
-def build_net(torch, nn, F, widths: tuple[int, int, int], depth: int):
-    """The network (a fresh instance per call); `depth`: convs per group (2 or 3)."""
+def build_net(torch, nn, F, widths: tuple[int, int, int], depth: int,
+              bn_momentum: float = 0.6):
+    """The network (a fresh instance per call); `depth`: convs per group (2 or 3);
+    `bn_momentum`: the BatchNorm running averages' decay (torch's momentum is 1 - it)."""
 
     class Norm(nn.BatchNorm2d):
         def __init__(self, channels):
-            super().__init__(channels, eps=1e-12, momentum=0.4)  # torch's = 1 - 0.6
+            super().__init__(channels, eps=1e-12, momentum=1 - bn_momentum)
             self.weight.requires_grad = False
 
     class Conv(nn.Conv2d):
@@ -196,8 +201,11 @@ def accuracy(torch, F, net, x, y, tta: int, autocast) -> float:
     return correct / len(y)
 
 
-def train(data: dict, seed: int, epochs: float, batch: int, device, recipe: dict) -> dict:
-    """One training run of `recipe` (one of RECIPES); its accuracies and times."""
+def train(data: dict, seed: int, epochs: float, batch: int, device, recipe: dict,
+          bias_decay: bool = True) -> dict:
+    """One training run of `recipe` (one of RECIPES); its accuracies and times.
+    `bias_decay=False`: no weight decay on the BatchNorm and whitening biases (bigjax's
+    default `optim.decay_exclude`); airbench decays them."""
     import contextlib
 
     import torch
@@ -216,16 +224,22 @@ def train(data: dict, seed: int, epochs: float, batch: int, device, recipe: dict
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
     x, y = data["train"]
-    net = build_net(torch, nn, F, recipe["widths"], recipe["depth"]).to(device)
+    net = build_net(torch, nn, F, recipe["widths"], recipe["depth"],
+                    recipe["bn_momentum"]).to(device)
     net = net.to(memory_format=torch.channels_last)
     momentum = 0.85
     per_kilo_step = 1024 * (1 + 1 / (1 - momentum))  # airbench's decoupling of lr from momentum
     lr, wd = recipe["lr"] / per_kilo_step, recipe["wd"] * batch / per_kilo_step
     lr_bias = 64 * lr
-    norm_biases = [p for k, p in net.named_parameters() if "norm" in k and p.requires_grad]
-    others = [p for k, p in net.named_parameters() if "norm" not in k and p.requires_grad]
-    optimizer = torch.optim.SGD([dict(params=norm_biases, lr=lr_bias, weight_decay=wd / lr_bias),
-                                 dict(params=others, lr=lr, weight_decay=wd / lr)],
+    named = [(k, p) for k, p in net.named_parameters() if p.requires_grad]
+    norm_biases = [p for k, p in named if "norm" in k]  # BatchNorm has no trained scale
+    other_biases = [p for k, p in named if "norm" not in k and k.endswith("bias")]
+    weights = [p for k, p in named if "norm" not in k and not k.endswith("bias")]
+    bias_wd = wd if bias_decay else 0.0
+    optimizer = torch.optim.SGD([dict(params=norm_biases, lr=lr_bias,
+                                      weight_decay=bias_wd / lr_bias),
+                                 dict(params=other_biases, lr=lr, weight_decay=bias_wd / lr),
+                                 dict(params=weights, lr=lr, weight_decay=wd / lr)],
                                 momentum=momentum, nesterov=True)
     steps_per_epoch = len(x) // batch
     total = math.ceil(steps_per_epoch * epochs)
@@ -276,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="training runs (seeds 0, 1, ...)")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="94",
                         help="airbench94's or airbench96's hyperparameters and network")
+    parser.add_argument("--no_bias_decay", action="store_true",
+                        help="no weight decay on the biases (bigjax's default decay_exclude)")
     parser.add_argument("--epochs", type=float, default=None,
                         help="override the recipe's (94: 9.9, 96: 37)")
     parser.add_argument("--data", default=None, help="the CIFAR-10 JPEG tar (default: "
@@ -303,14 +319,16 @@ def main(argv: list[str] | None = None) -> int:
         train(data, 99, 1.0, batch, device, recipe)  # warm-up: cuDNN's algorithm search
     results = []
     for seed in range(runs):
-        results.append(train(data, seed, epochs, batch, device, recipe))
+        results.append(train(data, seed, epochs, batch, device, recipe,
+                             bias_decay=not args.no_bias_decay))
         r = results[-1]
         print(f"seed {seed}: {r['steps']} steps in {r['train_s']:.2f} s, test accuracy "
               f"{100 * r['accuracy']:.2f}%, with TTA {100 * r['accuracy_tta']:.2f}%", flush=True)
     tta = [r["accuracy_tta"] for r in results]
     print(json.dumps({"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                       "torch": torch.__version__, "images": {k: len(v[1]) for k, v in data.items()},
-                      "load_s": load_s, "recipe": args.recipe, "epochs": epochs,
+                      "load_s": load_s, "recipe": args.recipe,
+                      "bias_decay": not args.no_bias_decay, "epochs": epochs,
                       "batch": batch, "smoke": args.smoke,
                       "runs": results, "accuracy_tta_mean": float(np.mean(tta)),
                       "accuracy_tta_std": float(np.std(tta))}))

@@ -1,5 +1,7 @@
 """Frozen params and layer-wise LR decay (bigjax.param_lr) through optim.make_optimizer."""
 
+import os
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -8,9 +10,11 @@ import numpy as np
 import optax
 import pytest
 
-from bigjax import durations, optim, param_lr
+from bigjax import config_cli, durations, optim, param_lr, train
 from bigjax.models.bert import BertForSequenceClassification
 from bigjax.models.layers.encoder import stack_layer_params
+
+from conftest import REPO
 
 SMALL = dict(variant="tiny", vocab_size=50, hidden=16, heads=2, mlp_dim=32, max_len=8,
              num_layers=3, num_classes=2)
@@ -173,26 +177,37 @@ def test_lr_multipliers_scale_the_matching_params_updates():
         optim.make_optimizer(_optim(**base, lr_multipliers={"norm": "fast"}), 10)
 
 
+def _moves(tx, params, steps=5):
+    """Per step, whether each param changed: {name: [bool] * steps}."""
+    state = tx.init(params)
+    history = [params]
+    for step in range(steps):
+        updates, state = tx.update(_grads(params, step), state, history[-1])
+        history.append(jax.tree.map(lambda p, u: p + u, history[-1], updates))
+    flat = [param_lr.param_paths.flatten(h) for h in history]
+    return {k: [not np.array_equal(a[k], b[k]) for a, b in zip(flat, flat[1:], strict=False)]
+            for k in flat[0]}
+
+
 def test_frozen_after_steps_stops_the_matching_params_at_that_step():
     params = {"whiten": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))},
               "head": {"bias": jnp.ones((2,))}}
-    tx, _ = optim.make_optimizer(_optim(name="sgd", momentum=0.9, weight_decay=0.1,
-                                        frozen_after_steps={"whiten/bias": 2}), 10)
-    state = tx.init(params)
-    history = [params]
-    for step in range(5):
-        updates, state = tx.update(_grads(params, step), state, history[-1])
-        history.append(jax.tree.map(lambda p, u: p + u, history[-1], updates))
-    moved = [[not np.array_equal(a[k]["bias"], b[k]["bias"]) for a, b in
-              zip(history, history[1:], strict=False)] for k in ("whiten", "head")]
-    assert moved[0] == [True, True, False, False, False]  # momentum and decay stop too
-    assert moved[1] == [True] * 5
-    assert not np.array_equal(history[-1]["whiten"]["kernel"], history[-2]["whiten"]["kernel"])
+    # momentum and (with nothing excluded) weight decay would keep moving a frozen param
+    base = dict(name="sgd", momentum=0.9, weight_decay=0.1, decay_exclude="")
+    tx, _ = optim.make_optimizer(_optim(**base, frozen_after_steps={"whiten/bias": 2}), 10)
+    moved = _moves(tx, params)
+    assert moved["whiten/bias"] == [True, True, False, False, False]
+    assert moved["head/bias"] == moved["whiten/kernel"] == [True] * 5
+    plain, _ = optim.make_optimizer(_optim(**base), 10)
+    assert _moves(plain, params)["whiten/bias"] == [True] * 5
     with pytest.raises(ValueError, match="'stem/' matches no param"):
         bad, _ = optim.make_optimizer(_optim(frozen_after_steps={"stem/": 1}), 10)
         bad.init(params)
-    with pytest.raises(ValueError, match="steps >= 0"):
-        optim.make_optimizer(_optim(frozen_after_steps={"whiten": -1}), 10)
+    for bad_value in (-1, 2.7, True):
+        with pytest.raises(ValueError, match="whole steps >= 0"):
+            optim.make_optimizer(_optim(frozen_after_steps={"whiten": bad_value}), 10)
+    with pytest.raises(ValueError, match="turned into frozen_after_steps"):
+        optim.make_optimizer(_optim(frozen_after_epochs={"whiten": 1}), 10)
 
 
 def test_frozen_after_epochs_becomes_steps():
@@ -202,6 +217,22 @@ def test_frozen_after_epochs_becomes_steps():
     config.frozen_after_steps = {"whiten/bias": 5}
     with pytest.raises(ValueError, match="only one of"):
         durations.resolve_step_map(config, "frozen_after", 48)
+
+
+def test_an_experiment_freezes_after_the_configured_epochs():
+    """build_experiment turns `frozen_after_epochs` into steps of its data (rounded up):
+    the head's bias stops there while the rest keeps learning."""
+    config = config_cli.load_config_file(os.path.join(REPO, "configs", "digits_cnn.py:runlocal"))
+    exp = train.build_experiment(config_cli.apply_overrides(
+        config, [("optim.frozen_after_epochs", "{'head/bias': 0.3}")]))
+    limit = int(np.ceil(0.3 * exp.train_batches.steps_per_epoch))
+    assert 1 < limit < exp.total_steps - 2
+    params = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), exp.abstract_state.params)
+    moved = _moves(exp.tx, nn.unbox(params), steps=exp.total_steps - 1)
+    # step 0 runs at the warmup's zero rate
+    assert moved["head/bias"][1:] == [True] * (limit - 1) + [False] * (len(moved["head/bias"])
+                                                                         - limit)
+    assert all(moved["head/kernel"][1:])
 
 
 def test_lookahead_pulls_the_params_to_slow_weights_and_ends_on_them():

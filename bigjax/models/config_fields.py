@@ -83,7 +83,7 @@ def model_keys(cls: type[nn.Module]) -> dict[str, Key]:
         kind, nullable = _kind(hints[field.name])
         choices = getattr(cls, "CONFIG_CHOICES", {}).get(field.name)
         value_range = _RANGES.get(field.name)
-        if value_range is None and kind == "int":
+        if value_range is None and kind == "int" and choices is None:
             value_range = POSITIVE
         if value_range is None and kind == "float" and field.name.endswith("_rate"):
             value_range = FRACTION

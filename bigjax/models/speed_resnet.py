@@ -79,7 +79,7 @@ class SpeedResNet(nn.Module):
       param_dtype: dtype of the params.
     """
 
-    CONFIG_CHOICES: ClassVar[dict] = {"activation": tuple(ACTIVATIONS)}
+    CONFIG_CHOICES: ClassVar[dict] = {"activation": tuple(ACTIVATIONS), "group_depth": (2, 3)}
     HEAD_MODULES: ClassVar[tuple[str, ...]] = ("head",)
 
     num_classes: int
