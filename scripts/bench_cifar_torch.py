@@ -1,6 +1,7 @@
-"""airbench94's CIFAR-10 recipe written in PyTorch, trained on the same offline CIFAR-10
-copy bigjax reads: the peer that tells what the data allows from what bigjax's port of
-the recipe (configs/cifar10_resnet.py, models/speed_resnet.py) gives.
+"""airbench94's (or, with `--recipe 96`, airbench96's) CIFAR-10 recipe written in PyTorch,
+trained on the same offline CIFAR-10 copy bigjax reads: the peer that tells what the
+data allows from what bigjax's port of the recipe (configs/cifar10_resnet.py,
+models/speed_resnet.py) gives.
 
     pip install -e '.[bench]' && python scripts/bench_cifar_torch.py [--runs 3] [--data TAR]
     python scripts/bench_cifar_torch.py --smoke    # seconds on a CPU: checks it runs (CI)
