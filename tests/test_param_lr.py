@@ -179,10 +179,10 @@ def test_lr_multipliers_scale_the_matching_params_updates():
 
 def _moves(tx, params, steps=5):
     """Per step, whether each param changed: {name: [bool] * steps}."""
-    state = tx.init(params)
+    state, update = tx.init(params), jax.jit(tx.update)
     history = [params]
     for step in range(steps):
-        updates, state = tx.update(_grads(params, step), state, history[-1])
+        updates, state = update(_grads(params, step), state, history[-1])
         history.append(jax.tree.map(lambda p, u: p + u, history[-1], updates))
     flat = [param_lr.param_paths.flatten(h) for h in history]
     return {k: [not np.array_equal(a[k], b[k]) for a, b in zip(flat, flat[1:], strict=False)]

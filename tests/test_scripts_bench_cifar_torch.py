@@ -78,9 +78,10 @@ def test_the_peer_network_computes_bigjax_s_logits(depth):
         params.setdefault(module, {})["kernel" if name.endswith("weight") else "bias"] = value
     model = SpeedResNet(10, widths, group_depth=depth)
     x = torch.randn(4, 3, 32, 32)
-    variables = model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))
+    variables = jax.jit(model.init)(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))
     assert jax.tree.structure(variables["params"]) == jax.tree.structure(params)
-    ours, _ = model.apply({**variables, "params": params}, x.permute(0, 2, 3, 1).numpy())
+    ours, _ = jax.jit(model.apply)({**variables, "params": params},
+                                   x.permute(0, 2, 3, 1).numpy())
     with torch.no_grad():
         theirs = net(x).numpy()
     np.testing.assert_allclose(np.asarray(ours), theirs, rtol=1e-4, atol=1e-5)

@@ -163,12 +163,13 @@ def test_whitening_kernel_decorrelates_patches():
 def test_speed_resnet_depth_3_adds_a_residual_pair_of_convs():
     model = SpeedResNet(num_classes=10, widths=(8, 8, 8), group_depth=3)
     inputs = jax.random.normal(jax.random.key(1), (4, 16, 16, 3))
-    variables = model.init(jax.random.key(0), inputs[:1])
+    variables = jax.jit(model.init)(jax.random.key(0), inputs[:1])
     params = variables["params"]
     assert {"group_2_conv_2", "group_2_norm_2"} <= set(params)
-    assert "group_0_conv_2" not in SpeedResNet(10, (8, 8, 8)).init(
-        jax.random.key(0), inputs[:1])["params"]
+    assert "group_0_conv_2" not in jax.eval_shape(SpeedResNet(10, (8, 8, 8)).init,
+                                                  jax.random.key(0), inputs[:1])["params"]
 
+    @jax.jit
     def logits(p):
         return model.apply({**variables, "params": p}, inputs)[0]
 
