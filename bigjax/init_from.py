@@ -155,6 +155,17 @@ def _nest(flat: dict[str, Any]) -> dict:
     return tree
 
 
+def replaced_names(like, source: dict) -> frozenset[str]:
+    """The param paths of `like` (the new run's params, or their abstract shapes) that
+    `source` (as `read_source_params` returns it) replaces whole, by path and shape:
+    their fresh initialisation is never used (`merge_params` puts the source's value)."""
+    source_flat = param_paths.flatten({k: v for k, v in dict(source).items()
+                                       if k != "__unused__"})
+    return frozenset(name for name, leaf in param_paths.flatten(like).items()
+                     if name in source_flat
+                     and tuple(np.shape(source_flat[name])) == tuple(leaf.shape))
+
+
 def merge_params(fresh, source: dict, logical_specs=None):
     """`fresh` (sharded, initialised) with every leaf that `source` has at the same path
     and shape replaced by the source's value, placed with the fresh leaf's sharding.

@@ -155,11 +155,13 @@ def restore_or_init(exp: Experiment, checkpointer: Checkpointer,
     batch, names of the evaluators that were due when a preempted run saved it)."""
     newest = checkpointer.latest_step()
     if newest is None:
-        state = init_state(exp.init_fn, exp.config.seed, exp.state_shardings, exp.rules)
-        state = exp.init_state_with_data(state)
         source = exp.config.get("init_from")
+        loaded = read_init_from(exp, source) if source else {}
+        state = init_state(exp.init_fn, exp.config.seed, exp.state_shardings, exp.rules,
+                           init_from.replaced_names(exp.abstract_state.params, loaded))
+        state = exp.init_state_with_data(state)
         if source:
-            state = load_init_from(exp, state, source)
+            state = load_init_from(exp, state, source, loaded)
         return state, 0, []
     step, (state, data_position) = checkpointer.restore_first_good(
         lambda s: checkpointer.restore(s, exp.abstract_state), step)
@@ -173,9 +175,10 @@ def restore_or_init(exp: Experiment, checkpointer: Checkpointer,
     return state, next_batch, list(data_position.get(PENDING_EVALS, []))
 
 
-def load_init_from(exp: Experiment, state: TrainState, source: str) -> TrainState:
-    """`state` with the params of `source` (a bigjax workdir, HF folder or "minilm") merged
-    in by path onto its shardings, and a fresh optimizer state for them."""
+def read_init_from(exp: Experiment, source: str) -> dict:
+    """The params of `source` (a bigjax workdir, HF folder or "minilm"), as
+    `init_from.read_source_params` gives them for `exp`'s layout, after checking that a
+    HF GPT folder is the same model."""
     scan = bool(exp.config.model.get("scan_layers", False))
     if hf_gpt_import.is_hf_gpt_folder(source):  # equal shapes do not make the same model
         hf_gpt_import.check_model_matches(source, exp.model.config())
@@ -184,10 +187,19 @@ def load_init_from(exp: Experiment, state: TrainState, source: str) -> TrainStat
             log.warning("config.init_from=%s is a language model trained with its own "
                         "tokenizer, but config.data.lm.tokenizer=%s: the token ids mean other "
                         "things to it unless that is the same tokenizer.", source, lm.tokenizer)
+    return init_from.read_source_params(source, scan, like=exp.abstract_state.params)
+
+
+def load_init_from(exp: Experiment, state: TrainState, source: str,
+                   loaded: dict | None = None) -> TrainState:
+    """`state` with the params of `source` (`loaded`: as `read_init_from` read them; None:
+    read now) merged in by path onto its shardings, and a fresh optimizer state for
+    them."""
+    if loaded is None:
+        loaded = read_init_from(exp, source)
     with sharding.mesh_context(exp.mesh, exp.rules):
         boxed = jax.eval_shape(exp.init_fn, jax.random.PRNGKey(0))
     names = nn.get_partition_spec(boxed).params
-    loaded = init_from.read_source_params(source, scan, like=state.params)
     params, report = init_from.merge_params(state.params, loaded, names)
     init_from.log_report(source, report)
     if not report["loaded"]:

@@ -9,7 +9,7 @@ pytree a checkpoint saves, together with the data position.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import flax
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bigjax import lookahead, sharding
+from bigjax import lookahead, param_paths, sharding
 
 
 @flax.struct.dataclass
@@ -82,10 +82,38 @@ def abstract_state(init_fn, mesh, rules) -> tuple[Any, Any]:
     return abstract, shardings
 
 
-def init_state(init_fn, seed: int, shardings, rules=sharding.DEFAULT_RULES) -> Any:
+def state_initializer(init_fn, shardings, params_to_replace: Collection[str] = ()):
+    """`init_fn` jit-compiled to return the unboxed state on `shardings`; the params named
+    in `params_to_replace` (paths "a/b/c") and the whole optimizer state come back as
+    zeros, so XLA drops their random initialisers (see `init_state`)."""
+    replace = frozenset(params_to_replace)
+
+    def create(rng):
+        state = nn.meta.unbox(init_fn(rng))
+        if not replace:
+            return state
+        params = jax.tree_util.tree_map_with_path(
+            lambda path, x: jnp.zeros_like(x) if param_paths.path_name(path) in replace else x,
+            state.params)
+        return state.replace(params=params,
+                             opt_state=jax.tree.map(jnp.zeros_like, state.opt_state))
+
+    return jax.jit(create, out_shardings=shardings)
+
+
+def init_state(init_fn, seed: int, shardings, rules=sharding.DEFAULT_RULES,
+               params_to_replace: Collection[str] = ()) -> Any:
     """The initial state, created directly in its shardings (never whole on one device),
-    traced under their mesh and `rules` so the model's sharding constraints apply."""
+    traced under their mesh and `rules` so the model's sharding constraints apply.
+
+    `params_to_replace`: param paths ("a/b/c") the caller replaces next (`init_from`'s
+    loaded params). They come back as zeros, and so does the whole optimizer state, so
+    their random initialisers are neither compiled nor run (seconds for a BERT-base, far
+    more for large models); the caller must then build the optimizer state from the
+    final params, as `train.load_init_from` does. The other params get the same values
+    as without it (the same keys are drawn).
+    """
     mesh = jax.tree.leaves(shardings)[0].mesh
-    create = jax.jit(lambda rng: nn.meta.unbox(init_fn(rng)), out_shardings=shardings)
+    create = state_initializer(init_fn, shardings, params_to_replace)
     with sharding.mesh_context(mesh, rules):
         return create(jax.random.PRNGKey(seed))
