@@ -155,14 +155,7 @@ def restore_or_init(exp: Experiment, checkpointer: Checkpointer,
     batch, names of the evaluators that were due when a preempted run saved it)."""
     newest = checkpointer.latest_step()
     if newest is None:
-        source = exp.config.get("init_from")
-        loaded = read_init_from(exp, source) if source else {}
-        state = init_state(exp.init_fn, exp.config.seed, exp.state_shardings, exp.rules,
-                           init_from.replaced_names(exp.abstract_state.params, loaded))
-        state = exp.init_state_with_data(state)
-        if source:
-            state = load_init_from(exp, state, source, loaded)
-        return state, 0, []
+        return fresh_state(exp), 0, []
     step, (state, data_position) = checkpointer.restore_first_good(
         lambda s: checkpointer.restore(s, exp.abstract_state), step)
     if step != newest:
@@ -173,6 +166,20 @@ def restore_or_init(exp: Experiment, checkpointer: Checkpointer,
     next_batch = exp.train_batches.check_position(data_position)
     log.info("Resumed from checkpoint %d (next batch %d).", step, next_batch)
     return state, next_batch, list(data_position.get(PENDING_EVALS, []))
+
+
+def fresh_state(exp: Experiment) -> TrainState:
+    """A new run's state: the init on its shardings, the model's data-dependent init, then
+    the params of `config.init_from` when set (read first, so the params it replaces are
+    never randomly initialised: `init_state(params_to_replace=...)`)."""
+    source = exp.config.get("init_from")
+    loaded = read_init_from(exp, source) if source else {}
+    state = init_state(exp.init_fn, exp.config.seed, exp.state_shardings, exp.rules,
+                       init_from.replaced_names(exp.abstract_state.params, loaded))
+    state = exp.init_state_with_data(state)
+    if source:
+        state = load_init_from(exp, state, source, loaded)
+    return state
 
 
 def read_init_from(exp: Experiment, source: str) -> dict:

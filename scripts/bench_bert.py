@@ -274,7 +274,6 @@ def child_bigjax(spec: dict) -> dict:
     import numpy as np
 
     from bigjax import host_malloc, sharding, train
-    from bigjax.train_state import init_state
 
     host_malloc.keep_freed_memory()  # as bigjax's command line does
 
@@ -282,9 +281,7 @@ def child_bigjax(spec: dict) -> dict:
     if spec["data"] == "random":
         _use_random_texts(config, NUM_BATCHES * spec["batch_size"])
     exp = train.build_experiment(config)
-    state = init_state(exp.init_fn, config.seed, exp.state_shardings, exp.rules)
-    if config.get("init_from"):
-        state = train.load_init_from(exp, state, config.init_from)
+    state = train.fresh_state(exp)
     host_batches = [exp.train_batches[i] for i in range(NUM_BATCHES)]
     if spec["side"] == "bigjax" and not os.path.exists(spec["batches"]):
         _write_batches(spec["batches"], exp, host_batches, config)

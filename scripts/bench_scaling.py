@@ -75,16 +75,13 @@ def measure(config_spec: str, overrides: list[tuple[str, str]], steps: int) -> d
     import numpy as np
 
     from bigjax import config_cli, dry_run, sharding, train
-    from bigjax.train_state import init_state
 
     config = config_cli.load_config_file(config_spec)
     dropout_off = [(f"model.{k}", "0.0") for k in config.model if "dropout" in k]
     config = config_cli.apply_overrides(config, [*dropout_off, *overrides])
     start = time.perf_counter()
     exp = train.build_experiment(config)
-    state = init_state(exp.init_fn, config.seed, exp.state_shardings, exp.rules)
-    if config.get("init_from"):
-        state = train.load_init_from(exp, state, config.init_from)
+    state = train.fresh_state(exp)
     batches = [exp.train_batches[i] for i in range(steps)]
     jax.block_until_ready(state)
     setup_s = time.perf_counter() - start
