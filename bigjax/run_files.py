@@ -130,7 +130,7 @@ class LineLog:
         self.path = path
         self.upload_every_s = upload_every_s
         self._remote = is_url(path)
-        self._uploaded_at = 0.0
+        self._uploaded_at: float | None = None  # time.monotonic() of the last upload
         self._pending = False
         if self._remote:
             file = epath.Path(path)
@@ -146,7 +146,8 @@ class LineLog:
         if self._remote:
             self._text += line + "\n"
             self._pending = True
-            if time.monotonic() - self._uploaded_at >= self.upload_every_s:
+            if self._uploaded_at is None or \
+                    time.monotonic() - self._uploaded_at >= self.upload_every_s:
                 self.flush()
         else:
             self._file.write(line + "\n")

@@ -68,10 +68,12 @@ def test_a_vocab_in_a_bucket_tokenizes_like_the_local_file(bucket):
 def test_line_logs_in_a_bucket_upload_in_batches_and_on_flush(bucket):
     from bigjax import run_files
 
-    log = run_files.LineLog(f"{bucket}/run/metrics.jsonl", upload_every_s=3600)
+    # An interval longer than any machine's uptime (time.monotonic() counts from boot):
+    # the first line must still go up at once.
+    log = run_files.LineLog(f"{bucket}/run/metrics.jsonl", upload_every_s=1e9)
     file = epath.Path(f"{bucket}/run/metrics.jsonl")
     log.append('{"step": 1}')  # the first line goes up at once (nothing uploaded yet)
-    log.append('{"step": 2}')  # within the hour: kept for the next upload
+    log.append('{"step": 2}')  # within the interval: kept for the next upload
     assert file.read_text() == '{"step": 1}\n'
     log.flush()
     assert file.read_text() == '{"step": 1}\n{"step": 2}\n'

@@ -237,11 +237,12 @@ def test_config_errors():
         hf_config_to_kwargs({**llama, "attention_bias": True})
 
 
-def test_init_from_a_hf_folder_starts_training_from_its_weights(tmp_path):
-    """`config.init_from=<HF folder>` continues pretraining: the state starts at the
-    imported params (the optimizer fresh) and trains on a corpus with its own tokenizer."""
-    from bigjax import config_keys, sharding, train
-    from bigjax.train_state import init_state
+def test_init_from_a_hf_folder_starts_training_from_its_weights(tmp_path, monkeypatch):
+    """`config.init_from=<HF folder>` continues pretraining: the run's fresh state
+    (`train.fresh_state`) starts at the imported params, never having initialised them at
+    random (it asks `init_state` to skip every param the folder replaces), and trains on a
+    corpus with its own tokenizer."""
+    from bigjax import config_keys, param_paths, sharding, train
 
     _save_tiny(tmp_path / "hf", "llama")
     (tmp_path / "corpus").mkdir()
@@ -255,9 +256,13 @@ def test_init_from_a_hf_folder_starts_training_from_its_weights(tmp_path):
         init_from=str(tmp_path / "hf"), batch_size=4, total_steps=2))
     exp = train.build_experiment(config)
     assert exp.tokenizer.vocab_size < VOCAB  # the data's ids fit the imported vocabulary
-    fresh = init_state(exp.init_fn, 0, exp.state_shardings, exp.rules)
-    state = train.load_init_from(exp, fresh, str(tmp_path / "hf"))
+    skipped = []
+    init_state = train.init_state
+    monkeypatch.setattr(train, "init_state", lambda *args: skipped.append(set(args[4])) or
+                        init_state(*args))
+    state = train.fresh_state(exp)
     expected = load_hf_gpt(str(tmp_path / "hf"))[1]
+    assert skipped == [set(param_paths.flatten(expected))]  # the folder holds every param
     for path, leaf in jax.tree_util.tree_leaves_with_path(nn.meta.unbox(state.params)):
         want = expected
         for key in path:

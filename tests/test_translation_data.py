@@ -341,9 +341,10 @@ def test_translation_names():
 
 def test_wmt_pairs_are_read_through_tfds_data_source(monkeypatch):
     """tfds's mock data (no download, no TensorFlow) stands in for WMT14 de-en."""
-    tfds = pytest.importorskip("tensorflow_datasets")
-    from bigjax.datasets import local_files
+    pytest.importorskip("tensorflow_datasets")
+    from bigjax.datasets import local_files, tfds_builders
 
+    tfds = tfds_builders.import_tfds()  # with the wmt*_translate builders registered
     monkeypatch.setattr(local_files, "require_network", lambda *args: None)
     with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
         examples = tfds.data_source("wmt14_translate/de-en", split="validation")

@@ -19,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from bigjax.datasets import image_folder, local_files
+from bigjax.datasets import image_folder, local_files, tfds_builders
 from bigjax.datasets.record_files import RecordDataset
 from bigjax.datasets.tfds_source import TfdsDataset
 
@@ -88,14 +88,6 @@ def load(name: str, split: str, data_dir: str | None, prepared_dir: str,
 
 
 def _tfds_source(name: str, split: str):
-    import tensorflow_datasets as tfds
-
-    builder = tfds.builder(name, file_format="array_record")
-    if not builder.is_prepared():
-        spec = SETS[name]
-        local_files.require_network(name, f"{spec.offline[0]}/{spec.offline[1]}"
-                                    if spec.offline else f"tfds's prepared {name}")
-        builder.download_and_prepare()
-    source = builder.as_data_source(split=split)
-    local_files.require_examples(len(source), name, split, "tfds")
-    return source
+    spec = SETS[name]
+    return tfds_builders.prepared_split(name, split, f"{spec.offline[0]}/{spec.offline[1]}"
+                                        if spec.offline else f"tfds's prepared {name}")[1]

@@ -6,7 +6,7 @@ import gzip
 
 import numpy as np
 
-from bigjax.datasets import local_files
+from bigjax.datasets import local_files, tfds_builders
 from bigjax.datasets.array_dataset import ArrayDataset
 from bigjax.datasets.tfds_source import TfdsDataset
 
@@ -64,15 +64,8 @@ def data_source(split: str, data_dir: str | None = None) -> TfdsDataset | None:
 
 
 def _tfds_source(split: str):
-    import tensorflow_datasets as tfds
-
-    builder = tfds.builder("mnist", file_format="array_record")
-    if not builder.is_prepared():
-        local_files.require_network("mnist", ", ".join(f"mnist/{f}" for f in ALL_FILES))
-        builder.download_and_prepare()
-    source = builder.as_data_source(split=split)
-    local_files.require_examples(len(source), "mnist", split, "tfds")
-    return source
+    return tfds_builders.prepared_split(
+        "mnist", split, ", ".join(f"mnist/{f}" for f in ALL_FILES))[1]
 
 
 def _load_with_tfds(split: str) -> ArrayDataset:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 
 from etils import epath
 
-from bigjax.datasets import local_files
+from bigjax.datasets import local_files, tfds_builders
 
 SHAKESPEARE_SPLITS = {"train": (0, 1003854), "validation": (1003854, 1059624),
                       "test": (1059624, None)}
@@ -131,14 +131,8 @@ def _txt_files(folder: epath.Path) -> list[epath.Path]:
 
 
 def _tfds_corpus(name: str, split: str, text_key: str, offline: str | None = None) -> Corpus:
-    import tensorflow_datasets as tfds
-
-    builder = tfds.builder(name, file_format="array_record")
-    if not builder.is_prepared():
-        local_files.require_network(name, offline or f"{name}/ (its raw files)")
-        builder.download_and_prepare()
-    source = builder.as_data_source(split=split)
-    local_files.require_examples(len(source), name, split, "tfds")
+    builder, source = tfds_builders.prepared_split(name, split,
+                                                   offline or f"{name}/ (its raw files)")
 
     def documents() -> Iterator[str]:
         for i in range(len(source)):

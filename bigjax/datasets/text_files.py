@@ -13,7 +13,7 @@ import csv
 
 import numpy as np
 
-from bigjax.datasets import imdb_archive, local_files
+from bigjax.datasets import imdb_archive, local_files, tfds_builders
 from bigjax.datasets.array_dataset import ArrayDataset
 
 AG_NEWS_CLASSES = ("World", "Sports", "Business", "Sci/Tech")
@@ -126,14 +126,7 @@ def _label(path: str, line: int, value: str) -> int:
 
 def _from_tfds(name: str, split: str, offline_file: str, text_keys: tuple[str, ...],
                num_classes: int) -> ArrayDataset:
-    import tensorflow_datasets as tfds
-
-    builder = tfds.builder(name, file_format="array_record")
-    if not builder.is_prepared():
-        local_files.require_network(name, offline_file)
-        builder.download_and_prepare()
-    source = builder.as_data_source(split=split)
-    local_files.require_examples(len(source), name, split, "tfds")
+    source = tfds_builders.prepared_split(name, split, offline_file)[1]
     texts, labels = [], []
     for i in range(len(source)):
         example = source[i]

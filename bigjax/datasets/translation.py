@@ -22,7 +22,7 @@ import numpy as np
 from etils import epath
 
 from bigjax import run_files
-from bigjax.datasets import local_files
+from bigjax.datasets import local_files, tfds_builders
 from bigjax.datasets.array_dataset import ArrayDataset
 
 log = logging.getLogger("bigjax")
@@ -169,8 +169,7 @@ def _load_wmt(name: str, split: str, source: str, target: str,
 def _tfds_source(name: str, split: str):
     """The data source of split `split` of tfds data set `name`; fails within seconds when
     it is not prepared and there is no network (tfds would retry for minutes)."""
-    import tensorflow_datasets as tfds
-
+    tfds = tfds_builders.import_tfds()
     _check_tfds_config(tfds, name)
     builder = tfds.builder(name, file_format="array_record")
     if not builder.is_prepared():
