@@ -162,8 +162,12 @@ def replaced_names(like, source: dict) -> frozenset[str]:
     source_flat = param_paths.flatten({k: v for k, v in dict(source).items()
                                        if k != "__unused__"})
     return frozenset(name for name, leaf in param_paths.flatten(like).items()
-                     if name in source_flat
-                     and tuple(np.shape(source_flat[name])) == tuple(leaf.shape))
+                     if _loads_whole(source_flat.get(name), leaf))
+
+
+def _loads_whole(value, leaf) -> bool:
+    """Whether source `value` (None: absent) replaces the fresh `leaf` as it is: same shape."""
+    return value is not None and tuple(np.shape(value)) == tuple(leaf.shape)
 
 
 def merge_params(fresh, source: dict, logical_specs=None):
@@ -188,7 +192,7 @@ def merge_params(fresh, source: dict, logical_specs=None):
         value = source_flat.get(name)
         shape = None if value is None else tuple(np.shape(value))
         sharding = getattr(leaf, "sharding", None)
-        if shape == tuple(leaf.shape):
+        if _loads_whole(value, leaf):
             value = value.astype(leaf.dtype) if isinstance(value, jax.Array) else \
                 np.asarray(value, leaf.dtype)
             merged.append(value if sharding is None else jax.device_put(value, sharding))
