@@ -99,13 +99,14 @@ def run_one(run: Run, root: str, config_spec: str, base_overrides: Sequence[tupl
         lock = logs / f"{run.name}.lock"
         holder = running_in(lock)
         if holder:
-            raise RunLocked(f"{run.name} is already running ({holder}; {lock})")
+            raise RunLocked(f"{run.name} is already running ({holder}; delete {lock} if "
+                            "that process no longer runs it)")
         with open(logs / f"{run.name}.log", "a") as log:
             log.write(header)
             log.flush()
             child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True,
                                      env=environ)
-            lock.write_text(f"{socket.gethostname()} {child.pid}")
+            lock.write_text(f"{socket.gethostname()} {child.pid} {_started(child.pid) or '-'}")
             stdout, _ = child.communicate()
             log.write(stdout)
         lock.unlink(missing_ok=True)
@@ -133,17 +134,35 @@ class RunLocked(RuntimeError):
 
 
 def running_in(lock: os.PathLike) -> str | None:
-    """``"host pid"`` of the process that holds the run's lock file, if it is alive (or on
-    another host, where it cannot be checked); None when there is no lock or it is stale
-    (its process ended: a sweep killed while the run trained)."""
+    """``"process pid on host"`` that holds the run's lock file (``host pid started``), if
+    it is alive (or on another host, where it cannot be checked); None when there is no
+    lock or it is stale: its process ended (a sweep killed while the run trained), or
+    the pid now names another process (`started` differs: the machine rebooted, or the
+    pid was reused)."""
     try:
-        host, pid = open(lock).read().split()
+        host, pid, *started = open(lock).read().split()
         pid = int(pid)
     except (OSError, ValueError):
         return None
-    if host == socket.gethostname() and not _alive(pid):
-        return None
+    if host == socket.gethostname():
+        if not _alive(pid):
+            return None
+        if started and started[0] != "-" and _started(pid) not in (None, started[0]):
+            return None
     return f"process {pid} on {host}"
+
+
+def _started(pid: int) -> str | None:
+    """``"<boot id>:<start time>"`` of process `pid` (Linux's /proc): one process's
+    identity across pid reuse and reboots; None where /proc does not say."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        with open(f"/proc/{pid}/stat") as f:
+            start = f.read().rsplit(")", 1)[1].split()[19]  # field 22: starttime
+    except (OSError, IndexError):
+        return None
+    return f"{boot}:{start}"
 
 
 def _alive(pid: int) -> bool:

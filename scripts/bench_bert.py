@@ -33,7 +33,7 @@ the learning rate is never 0) and, for a shorter `--max_len`, `head_tokens` and
 PyTorch side (a fresh process): `transformers.BertFor...` built from a `BertConfig` with
 the sizes bigjax's model resolved (same vocabulary, positions, exact GELU, LayerNorm
 eps, dropout rates; default attention implementation, i.e. SDPA), in train mode,
-`torch.set_num_threads(os.cpu_count())`, AdamW (same lr and weight decay, on all
+`torch.set_num_threads` to the cores this process may use, AdamW (same lr and weight decay, on all
 params), a linear warmup/decay LambdaLR, `clip_grad_norm_`, `zero_grad(set_to_none=True)`.
 Both sides get the same token ids: the first bigjax process of a workload writes the
 batches it trains on (IMDb train reviews tokenized by bigjax's WordPiece tokenizer;
@@ -176,7 +176,9 @@ def child_peak(spec: dict) -> dict:
     if "torch" in spec["libs"]:
         import torch
 
-        torch.set_num_threads(os.cpu_count())
+        from bigjax import host_cpu
+
+        torch.set_num_threads(host_cpu.usable_cores())
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
         best("torch", lambda: torch.mm(ta, tb))
     return {"gflops": out, "gflops_per_cpu_s": per_cpu}
@@ -346,7 +348,9 @@ def child_torch(spec: dict) -> dict:
     import numpy as np
     import torch
 
-    torch.set_num_threads(os.cpu_count())
+    from bigjax import host_cpu
+
+    torch.set_num_threads(host_cpu.usable_cores())
     torch.manual_seed(0)
     with open(spec["batches"] + ".json") as f:
         meta = json.load(f)

@@ -24,7 +24,7 @@ Measurements (each in a fresh process, one after the other, so no two compete fo
                 `torch.optim.AdamW` (default foreach) with nanoGPT's two param groups
                 (decay on params with dim >= 2), the per-step learning rate of bigjax's
                 schedule set on the param groups, `clip_grad_norm_(1.0)`,
-                `torch.set_num_threads(os.cpu_count())`, eager (no torch.compile).
+                `torch.set_num_threads` to the cores this process may use, eager (no torch.compile).
 
 Same batches: the parent process builds the config's experiment once and writes the
 training windows bigjax's pipeline gives (`exp.train_batches.chunk(0, steps)`:
@@ -263,7 +263,9 @@ def child_torch(spec: dict) -> dict:
     import torch
     from torch.nn import functional as F
 
-    torch.set_num_threads(os.cpu_count())
+    from bigjax import host_cpu
+
+    torch.set_num_threads(host_cpu.usable_cores())
     meta = spec["meta"]
     torch.manual_seed(meta["seed"])
     data = np.load(spec["data_file"])

@@ -30,6 +30,10 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 FAST_TEST_COMPILES = ("--xla_backend_optimization_level=1",
                       "--xla_backend_extra_options=xla_cpu_disable_loop_unrolling")
 os.environ["XLA_FLAGS"] = " ".join(filter(None, (os.environ.get("XLA_FLAGS"), *FAST_TEST_COMPILES)))
+# The tests' servers are local (the fake Cloud Storage, jax.distributed's coordinator):
+# a machine that routes HTTP(S) through a proxy must not send them there.
+for _name in ("NO_PROXY", "no_proxy"):
+    os.environ[_name] = ",".join(filter(None, (os.environ.get(_name), "127.0.0.1", "localhost")))
 
 
 def data_dir() -> str | None:

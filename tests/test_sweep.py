@@ -117,3 +117,12 @@ def test_a_run_another_live_process_trains_is_skipped(tmp_path):
     (logs / f"{run.name}.lock").write_text(f"{socket.gethostname()} {child.pid}")
     assert sweep_runner.running_in(logs / f"{run.name}.lock") is None
     child.wait()
+    # A lock written before a reboot, or for a pid reused since, names a live process
+    # that started at another time (or boot): stale too. The same start: still running.
+    started = sweep_runner._started(os.getpid())
+    if started is not None:  # Linux's /proc
+        lock = logs / f"{run.name}.lock"
+        lock.write_text(f"{socket.gethostname()} {os.getpid()} {started}")
+        assert sweep_runner.running_in(lock) == f"process {os.getpid()} on {socket.gethostname()}"
+        lock.write_text(f"{socket.gethostname()} {os.getpid()} another-boot:1")
+        assert sweep_runner.running_in(lock) is None
