@@ -219,3 +219,27 @@ def test_an_unknown_split_lists_the_known_ones(tmp_path, name, known):
             f"Data set {name!r} has no split 'dev'; its splits are {known}. Set "
             "config.data.train_split / config.data.eval_split")):
         datasets.load(name, "dev", str(tmp_path))
+
+
+def test_the_network_check_gives_up_when_the_name_lookup_hangs(monkeypatch):
+    """`require_network` fails within its timeout even when resolving the download host
+    never answers (`socket.create_connection`'s own timeout covers the connection only)."""
+    import socket
+    import threading
+    import time
+
+    released = threading.Event()
+
+    def hanging_lookup(*args, **kwargs):
+        released.wait(30)
+        raise OSError("the lookup ended late")
+
+    monkeypatch.setattr(socket, "create_connection", hanging_lookup)
+    start = time.monotonic()
+    try:
+        with pytest.raises(FileNotFoundError, match=r"'mnist' is not prepared.*no answer from "
+                                                    r"storage\.googleapis\.com:443 within 0\.2 s"):
+            local_files.require_network("mnist", "mnist/", timeout_s=0.2)
+    finally:
+        released.set()  # lets the abandoned attempt end
+    assert time.monotonic() - start < 5

@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import tarfile
+import threading
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import IO
@@ -160,10 +161,12 @@ def require_examples(count: int, dataset: str, split: str, source: str) -> None:
 def require_network(tfds_name: str, expected: str, timeout_s: float = 3.0) -> None:
     """Fails within seconds when tfds would have to download with no network.
 
-    tfds retries downloads for minutes; this checks the download host first.
+    tfds retries downloads for minutes; this checks the download host first, within
+    `timeout_s` name lookup included (a resolver that never answers would otherwise hold
+    `socket.create_connection`, whose timeout covers the connection only, for longer).
     """
     try:
-        socket.create_connection(("storage.googleapis.com", 443), timeout=timeout_s).close()
+        _connect_within("storage.googleapis.com", 443, timeout_s)
     except OSError as err:
         env = os.environ.get(DATA_DIR_ENV)
         where = f"${DATA_DIR_ENV} (now {env})" if env else f"${DATA_DIR_ENV} (unset now)"
@@ -172,3 +175,23 @@ def require_network(tfds_name: str, expected: str, timeout_s: float = 3.0) -> No
             f"it. Put {expected} under {where} or config.data.data_dir to prepare it "
             f"offline. ({err})"
         ) from None
+
+
+def _connect_within(host: str, port: int, timeout_s: float) -> None:
+    """Opens and closes a TCP connection to `host:port`; OSError when that fails or takes
+    longer than `timeout_s` (the attempt runs on a daemon thread, left to end alone)."""
+    failed: list[OSError] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+        except OSError as err:
+            failed.append(err)
+
+    attempt = threading.Thread(target=connect, daemon=True, name="bigjax-network-check")
+    attempt.start()
+    attempt.join(timeout_s)
+    if attempt.is_alive():
+        raise OSError(f"no answer from {host}:{port} within {timeout_s:g} s")
+    if failed:
+        raise failed[0]
