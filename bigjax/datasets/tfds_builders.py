@@ -18,7 +18,7 @@ from types import ModuleType
 
 from bigjax.datasets import local_files
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("bigjax")
 
 # tfds's packages holding the older builders of the names bigjax reads: mnist and cifar10;
 # glue, c4 and wiki40b; the wmt*_translate sets.
