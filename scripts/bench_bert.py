@@ -46,7 +46,7 @@ bigjax, torch, ...) and each side reports its best round. A round's time covers
 `jax.block_until_ready` of the state and metrics). examples/s = steps x batch / time.
 Each round also records CPU/wall: the process's CPU seconds (all threads) per second of
 the timed steps. On a shared machine it shows how many cores a round really got (about
-os.cpu_count() when it had the machine to itself): compare rounds that got alike.
+the cores the process may use when it had them to itself): compare rounds that got alike.
 
 Peak: every round also measures, in fresh processes, a 2048x2048 float32 matmul in
 numpy, jax (jit) and torch (best of several); the peak is the best GFLOP/s seen.

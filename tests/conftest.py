@@ -32,8 +32,9 @@ FAST_TEST_COMPILES = ("--xla_backend_optimization_level=1",
 os.environ["XLA_FLAGS"] = " ".join(filter(None, (os.environ.get("XLA_FLAGS"), *FAST_TEST_COMPILES)))
 # The tests' servers are local (the fake Cloud Storage, jax.distributed's coordinator):
 # a machine that routes HTTP(S) through a proxy must not send them there.
-for _name in ("NO_PROXY", "no_proxy"):
-    os.environ[_name] = ",".join(filter(None, (os.environ.get(_name), "127.0.0.1", "localhost")))
+_no_proxy = os.environ.get("no_proxy") or os.environ.get("NO_PROXY")
+os.environ["no_proxy"] = os.environ["NO_PROXY"] = ",".join(
+    filter(None, (_no_proxy, "127.0.0.1", "localhost")))
 
 
 def data_dir() -> str | None:

@@ -371,7 +371,7 @@ def test_unprepared_wmt_fails_fast_without_a_network(monkeypatch):
     def no_network(*args, **kwargs):
         raise OSError("Network is unreachable")
 
-    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
     monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: False)
     with pytest.raises(FileNotFoundError, match=r"'wmt14_translate/de-en' is not prepared "
                                                 r".*no network.*Network is unreachable"):

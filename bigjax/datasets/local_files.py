@@ -178,20 +178,32 @@ def require_network(tfds_name: str, expected: str, timeout_s: float = 3.0) -> No
 
 
 def _connect_within(host: str, port: int, timeout_s: float) -> None:
-    """Opens and closes a TCP connection to `host:port`; OSError when that fails or takes
-    longer than `timeout_s` (the attempt runs on a daemon thread, left to end alone)."""
-    failed: list[OSError] = []
+    """Connects to `host:port` and closes the connection; OSError when that fails. The name
+    lookup runs on a daemon thread (left to end alone) that gets `timeout_s`; then each
+    address it gave is tried in turn with `timeout_s` each, as `socket.create_connection`
+    does (an IPv6 address that never answers still leaves the IPv4 one its try)."""
+    found: list = []
 
-    def connect() -> None:
+    def lookup() -> None:
         try:
-            socket.create_connection((host, port), timeout=timeout_s).close()
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
         except OSError as err:
-            failed.append(err)
+            found.append(err)
 
-    attempt = threading.Thread(target=connect, daemon=True, name="bigjax-network-check")
+    attempt = threading.Thread(target=lookup, daemon=True, name="bigjax-network-check")
     attempt.start()
     attempt.join(timeout_s)
-    if attempt.is_alive():
-        raise OSError(f"no answer from {host}:{port} within {timeout_s:g} s")
-    if failed:
-        raise failed[0]
+    if not found:
+        raise OSError(f"no answer from the name lookup of {host} within {timeout_s:g} s")
+    if isinstance(found[0], OSError):
+        raise found[0]
+    error = OSError(f"{host} has no address")
+    for family, kind, proto, _, address in found[0]:
+        try:
+            with socket.socket(family, kind, proto) as connection:
+                connection.settimeout(timeout_s)
+                connection.connect(address)
+            return
+        except OSError as err:
+            error = err
+    raise error

@@ -34,7 +34,7 @@ def import_tfds() -> ModuleType:
     for family in BUILDER_FAMILIES:
         try:
             importlib.import_module(f"tensorflow_datasets.{family}")
-        except ImportError as err:
+        except Exception as err:  # as tfds's own loop: any failure leaves the others
             log.warning("tfds's %s builders could not be imported (%s): their data sets "
                         "are unknown to tfds.", family, err)
     return tfds
